@@ -1,0 +1,102 @@
+"""The one helper that runs every subprocess.
+
+argv lists only (never ``shell=True``); output captured, and replayed (redacted) in
+the error when the command fails; the environment is passed explicitly so callers
+can isolate pip and uv from the user's configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EnvironmentProblem, SubprocessError
+from .redact import redact_text
+
+log = logging.getLogger("offpkg")
+
+# The tail of a failed command's output that is replayed to the user.
+_REPLAY_CHARS = 6000
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
+    what: str | None = None,
+    hint: str | None = None,
+    timeout: float | None = None,
+    input: str | None = None,
+) -> Completed:
+    """Run ``argv``; on failure raise :class:`SubprocessError` with the output replayed.
+
+    ``what`` names the step for the user ("resolving with uv"), ``hint`` says what to do.
+    """
+    args = [os.fspath(a) for a in argv]
+    log.debug("running: %s", redact_text(" ".join(args)))
+    try:
+        proc = subprocess.run(
+            args,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise EnvironmentProblem(
+            f"cannot run {Path(args[0]).name}: {exc.strerror}",
+            hint="check that it is installed and on PATH",
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise SubprocessError(f"{what or Path(args[0]).name} did not finish within {timeout:.0f} s") from None
+    done = Completed(args, proc.returncode, proc.stdout, proc.stderr)
+    if check and proc.returncode != 0:
+        output = (proc.stdout + ("\n" if proc.stdout and proc.stderr else "") + proc.stderr).strip()
+        raise SubprocessError(
+            f"{what or Path(args[0]).name} failed (exit code {proc.returncode})",
+            hint=hint,
+            details=redact_text(output[-_REPLAY_CHARS:]),
+        )
+    return done
+
+
+def isolated_env(extra: Mapping[str, str] | None = None, *, home: str | None = None) -> dict[str, str]:
+    """An environment for pip/uv that ignores the user's pip.conf, uv.toml and PIP_*/UV_* variables.
+
+    offpkg passes every index, find-links and option on the command line, so a
+    user's ``find-links`` or ``extra-index-url`` can never leak into a bundle.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "CONDA_PKGS", "PYTHONPATH"))}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env["UV_NO_CONFIG"] = "1"
+    env["PYTHONUTF8"] = "1"
+    # Keep TLS settings of the machine (corporate CA bundles), they are not index config.
+    for k in ("PIP_CERT",):
+        if k in os.environ:
+            env["SSL_CERT_FILE"] = env.get("SSL_CERT_FILE", os.environ[k])
+    if home:
+        env["HOME"] = home
+        env["XDG_CONFIG_HOME"] = os.path.join(home, ".config")
+        env["XDG_CACHE_HOME"] = os.path.join(home, ".cache")
+    if extra:
+        env.update(extra)
+    return env

@@ -1,0 +1,430 @@
+"""Assemble a bundle: lock for the target(s), fetch into the cache, lay out the files.
+
+Layout of a bundle (a directory, or the same tree in one ``.tar``/``.tar.zst``)::
+
+    offpkg.json        the manifest (offpkg.manifest)
+    SHA256SUMS         sha256sum -c on a host without offpkg
+    requirements.txt   every distribution ==pinned with --hash (first target)
+    requirements/      one file per target when there are several
+    pylock.toml        PEP 751 lock of the same set
+    pip.conf           no-index + find-links for the offline host
+    install.sh         bootstrap for a host with only python3 (install.ps1 for Windows)
+    wheels/            exactly the locked wheels
+    tools/             pip (for hosts without ensurepip), uv, bootstrap.py, probe.py
+
+Everything is built in a temporary sibling of the output and renamed into place
+only when complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from packaging.markers import Marker
+from packaging.pylock import Package as LockPackage
+from packaging.pylock import PackageWheel, Pylock
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from . import __version__
+from .backends import Backend, Sources
+from .cache import Cache
+from .errors import InputError, NoWheelError
+from .events import Events
+from .fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
+from .fsutil import check_output, commit, link_or_copy, staging, write_text_atomic
+from .hashing import sha256_file, sha256_many
+from .index import DistFile, IndexClient
+from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
+from .redact import strip_credentials
+from .resolve import Selection, lock
+from .target import Target
+
+ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
+
+
+@dataclass
+class BundleOptions:
+    requirements: list[str]
+    targets: list[Target]
+    sources: Sources
+    backend: Backend
+    output: Path
+    constraints: list[Path] = field(default_factory=list)
+    cache: Cache = field(default_factory=Cache)
+    force: bool = False
+    tools: bool = True
+    fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
+    # Filled by CUDA planning (offpkg.cuda): recorded in the manifest.
+    cuda: dict[str, Any] | None = None
+    stack: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    manifest: Manifest
+    seconds: float
+    downloaded_bytes: int
+    cached_files: int
+    built_from_sdist: list[str]
+    timings: dict[str, float]
+
+
+def output_kind(path: Path) -> str:
+    name = path.name
+    if name.endswith(".tar.zst"):
+        return "tar.zst"
+    if name.endswith(".tar"):
+        return "tar"
+    if name.endswith(".sh"):
+        return "sh"
+    return "dir"
+
+
+def created_timestamp() -> str:
+    sde = os.environ.get("SOURCE_DATE_EPOCH")
+    if sde:
+        try:
+            ts = int(sde)
+        except ValueError:
+            raise InputError(f"SOURCE_DATE_EPOCH={sde!r} is not an integer") from None
+    else:
+        ts = int(time.time())
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _template(name: str) -> str:
+    return (resources.files("offpkg.templates") / name).read_text(encoding="utf-8")
+
+
+def _probe_source() -> str:
+    return (resources.files("offpkg") / "_probe.py").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- steps
+
+def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events) -> list[list[Selection]]:
+    locks = []
+    for i, target in enumerate(opts.targets):
+        events.stage("resolve", f"resolving for {target.describe()}")
+        wd = workdir / f"t{i}"
+        wd.mkdir()
+        locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd))
+        events.done("resolve")
+    return locks
+
+
+def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile | None:
+    """The newest wheel of a tool (pip, uv) that fits the target, from the indexes."""
+    try:
+        files = client.files(name)
+    except Exception:
+        return None
+    ranks = target.tag_rank()
+    best: tuple[Version, DistFile] | None = None
+    pyver = Version(target.markers.get("python_full_version") or target.python_version + ".0")
+    for f in files:
+        if not f.is_wheel or f.yanked:
+            continue
+        nv = f.name_version()
+        if not nv or nv[1].is_prerelease or target.wheel_rank(f.filename, ranks) is None:
+            continue
+        if f.requires_python:
+            try:
+                if pyver not in SpecifierSet(f.requires_python):
+                    continue
+            except Exception:
+                continue
+        if best is None or nv[1] > best[0]:
+            best = (nv[1], f)
+    return best[1] if best else None
+
+
+def _ensurepip_wheel() -> DistFile | None:
+    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip."""
+    try:
+        import ensurepip
+
+        bundled = Path(ensurepip.__file__).parent / "_bundled"
+        for f in sorted(bundled.glob("pip-*.whl")):
+            return DistFile(f.name, str(f), None, None, False, f.stat().st_size, "ensurepip")
+    except Exception:
+        return None
+    return None
+
+
+def _build_sdists(opts: BundleOptions, target: Target, sels: list[Selection], fetched: dict[str, Fetched],
+                  workdir: Path, events: Events) -> dict[str, Fetched]:
+    """Build every sdist selection into a wheel that fits the target; returns {sdist filename: built wheel}."""
+    out: dict[str, Fetched] = {}
+    host = Target.host()
+    builddir = workdir / "built"
+    builddir.mkdir(exist_ok=True)
+    for s in sels:
+        if not s.needs_build:
+            continue
+        sdist = fetched[s.file.filename]
+        events.stage("build", f"building {s.file.filename} into a wheel")
+        wheel = opts.backend.build_wheel(sdist.path, builddir, opts.sources, workdir)
+        events.done("build")
+        if target.wheel_rank(wheel.name) is None:
+            kind = "a platform-specific wheel" if not wheel.name.endswith("-none-any.whl") else "a wheel"
+            raise NoWheelError(
+                f"{s.pin.name}=={s.pin.version} has no wheel for the target {target.describe()}, and its sdist builds "
+                f"{kind} here ({wheel.name}) that the target cannot install",
+                hint=f"tags tried: {', '.join(target.tags[:4])} ...; build the wheel on a host like the target "
+                     "and pass it with --find-links" + ("" if tuple(target.tags) != tuple(host.tags) else ""))
+        digest, size = sha256_file(wheel)
+        dest = opts.cache.path(digest, wheel.name)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            os.replace(wheel, dest)
+        out[s.file.filename] = Fetched(wheel.name, dest, digest, size, False, "")
+    return out
+
+
+def _requirements_txt(target: Target, pkgs: list[Package], header: list[str]) -> str:
+    lines = [f"# {h}" if h else "#" for h in header]
+    lines += [f"# target: {target.describe()}",
+              "# install: pip install --no-index --find-links wheels --require-hashes --only-binary :all: -r requirements.txt",
+              ""]
+    for p in sorted(pkgs, key=lambda p: p.name):
+        lines.append(f"{p.name}=={p.version} \\\n    --hash=sha256:{p.sha256}")
+    return "\n".join(lines) + "\n"
+
+
+def _target_marker(t: Target) -> str:
+    m = t.markers
+    parts = [f"python_version == '{t.python_version}'", f"sys_platform == '{m.get('sys_platform', '')}'",
+             f"platform_machine == '{m.get('platform_machine', '')}'",
+             f"implementation_name == '{t.implementation}'"]
+    return " and ".join(parts)
+
+
+def _pylock(targets: list[Target], pkgs: list[Package]) -> str:
+    groups: dict[tuple[str, str], list[Package]] = {}
+    for p in pkgs:
+        groups.setdefault((p.name, p.version), []).append(p)
+    entries = []
+    for (name, version), files in sorted(groups.items()):
+        tset = sorted({t for p in files for t in p.targets})
+        marker = None
+        if len(targets) > 1 and len(tset) < len(targets):
+            marker = Marker(" or ".join(f"({_target_marker(targets[i])})" for i in tset))
+        entries.append(LockPackage(
+            name=canonicalize_name(name), version=Version(version), marker=marker,
+            wheels=[PackageWheel(name=p.filename, path=p.path, size=p.size, hashes={"sha256": p.sha256})
+                    for p in sorted(files, key=lambda p: p.filename)],
+            tool={"offpkg": {"built-from-sdist": True}} if any(p.built_from_sdist for p in files) else None,
+        ))
+    versions = sorted({t.python_version for t in targets}, key=lambda v: tuple(map(int, v.split("."))))
+    lockobj = Pylock(
+        lock_version=Version("1.0"), created_by="offpkg",
+        requires_python=SpecifierSet(f"=={versions[0]}.*") if len(versions) == 1 else SpecifierSet(f">={versions[0]}"),
+        environments=[Marker(_target_marker(t)) for t in targets],
+        packages=entries,
+    )
+    data = lockobj.to_dict()
+    Pylock.from_dict(data)  # validate what we are about to write
+    return tomli_w.dumps(data)
+
+
+PIP_CONF = """\
+# pip configuration for the offline host: never reach an index, only this bundle's wheels.
+# `offpkg install` and install.sh copy it into the venv with the absolute path of wheels/.
+[global]
+no-index = true
+find-links = wheels
+only-binary = :all:
+disable-pip-version-check = true
+"""
+
+
+def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
+                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[tuple[str, Fetched]],
+                 verification: dict[str, Any] | None = None) -> Manifest:
+    """Write every file of the bundle into ``stage``; returns the manifest written."""
+    wheels = stage / "wheels"
+    wheels.mkdir(parents=True)
+    by_file: dict[str, Package] = {}
+    for ti, sels in enumerate(locks):
+        for s in sels:
+            f = built.get(s.file.filename) or fetched[s.file.filename]
+            if f.filename in by_file:
+                old = by_file[f.filename]
+                if ti not in old.targets:
+                    by_file[f.filename] = replace(old, targets=old.targets + (ti,))
+                continue
+            name, version, _, _ = parse_wheel_filename(f.filename)
+            by_file[f.filename] = Package(
+                name=canonicalize_name(name), version=str(version), filename=f.filename,
+                path=f"wheels/{f.filename}", sha256=f.sha256, size=f.size,
+                url=strip_credentials(s.file.url) if "://" in s.file.url and not s.file.url.startswith("file:") else None,
+                built_from_sdist=s.needs_build, requires_python=s.file.requires_python, targets=(ti,))
+            link_or_copy(f.path, wheels / f.filename)
+    packages = list(by_file.values())
+    if tools:
+        (stage / "tools").mkdir()
+    for tool_name, f in tools:
+        name, version, _, _ = parse_wheel_filename(f.filename)
+        link_or_copy(f.path, stage / "tools" / f.filename)
+        packages.append(Package(name=canonicalize_name(name), version=str(version), filename=f.filename,
+                                path=f"tools/{f.filename}", sha256=f.sha256, size=f.size, role="tool",
+                                targets=tuple(range(len(opts.targets)))))
+    reqs = [p for p in packages if p.role == "requirement"]
+    header = [f"offpkg {__version__} bundle: every distribution pinned with its sha256",
+              "requirements: " + ", ".join(opts.requirements)[:500]]
+    files: dict[str, str] = {}
+    files["requirements.txt"] = _requirements_txt(opts.targets[0], [p for p in reqs if 0 in p.targets], header)
+    if len(opts.targets) > 1:
+        for ti, t in enumerate(opts.targets):
+            files[f"requirements/{t.id}.txt"] = _requirements_txt(t, [p for p in reqs if ti in p.targets], header)
+    files["pylock.toml"] = _pylock(opts.targets, reqs)
+    files["pip.conf"] = PIP_CONF
+    files["install.sh"] = _template("install.sh")
+    files["tools/bootstrap.py"] = _template("bootstrap.py")
+    files["tools/probe.py"] = _probe_source()
+    if any(t.os == "windows" for t in opts.targets):
+        files["install.ps1"] = _template("install.ps1")
+    entries = []
+    for rel, text in sorted(files.items()):
+        p = stage / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode("utf-8")
+        p.write_bytes(data)
+        if rel.endswith(".sh"):
+            p.chmod(0o755)
+        digest, size = sha256_file(p)
+        entries.append(FileEntry(rel, digest, size))
+    if opts.extra.get("extra_files"):
+        for rel, src in opts.extra["extra_files"]:
+            p = stage / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            link_or_copy(Path(src), p)
+            digest, size = sha256_file(p)
+            entries.append(FileEntry(rel, digest, size))
+    manifest = Manifest(
+        offpkg_version=__version__,
+        created=created_timestamp(),
+        targets=tuple(t.to_json() for t in opts.targets),
+        requirements=tuple(opts.requirements),
+        packages=tuple(packages),
+        files=tuple(entries),
+        indexes=tuple(strip_credentials(u) for u in opts.sources.index_urls),
+        cuda=opts.cuda,
+        conda=opts.extra.get("conda"),
+        verification=verification,
+        extra={k: v for k, v in opts.extra.items() if k not in ("extra_files", "conda")} | (
+            {"stack": opts.stack} if opts.stack else {}),
+    )
+    write_manifest(stage, manifest)
+    return manifest
+
+
+def write_manifest(stage: Path, manifest: Manifest) -> None:
+    """Write offpkg.json, then SHA256SUMS over every file (the manifest included)."""
+    (stage / MANIFEST_NAME).write_text(manifest.dumps(), encoding="utf-8")
+    digest, _ = sha256_file(stage / MANIFEST_NAME)
+    lines = [(MANIFEST_NAME, digest)] + sorted((path, sha) for path, (sha, _) in manifest.all_entries().items())
+    (stage / SUMS_NAME).write_text("".join(f"{sha}  {path}\n" for path, sha in sorted(lines, key=lambda x: x[0])),
+                                   encoding="utf-8")
+
+
+def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexClient, events: Events
+              ) -> tuple[dict[str, Fetched], list[tuple[str, Fetched]]]:
+    wanted: dict[str, DistFile] = {}
+    for sels in locks:
+        for s in sels:
+            wanted.setdefault(s.file.filename, s.file)
+    tool_files: list[tuple[str, DistFile]] = []
+    if opts.tools:
+        seen: set[str] = set()
+        for t in opts.targets:
+            pip = _tool_selection("pip", t, client) or _ensurepip_wheel()
+            if pip is None:
+                events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
+            uv = _tool_selection("uv", t, client)
+            if uv is None:
+                events.warn(f"no uv wheel for {t.describe()} on the index: the offline install will use pip")
+            for name, f in (("pip", pip), ("uv", uv)):
+                if f is not None and f.filename not in seen:
+                    seen.add(f.filename)
+                    tool_files.append((name, f))
+                    wanted.setdefault(f.filename, f)
+    total = sum(f.size or 0 for f in wanted.values())
+    events.stage("download", f"fetching {len(wanted)} files", total=total or None, bytes_=True)
+    fetcher = Fetcher(opts.cache, opts.fetch_policy, session=client.session,
+                      progress=lambda n: events.advance("download", n), warn=events.warn)
+    reqs = [FetchRequest(f) for f in wanted.values()]
+    results = fetcher.fetch_all(reqs)
+    events.done("download")
+    fetched = {r.filename: r for r in results}
+    # Sources without a published hash were pinned on download; remember their digest.
+    return fetched, [(name, fetched[f.filename]) for name, f in tool_files]
+
+
+def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_hook: Any = None) -> BundleResult:
+    """Resolve, fetch and assemble a bundle at ``opts.output``.
+
+    ``verify_hook(stage_dir, manifest) -> dict`` (the smoke test) runs on the
+    finished staging directory before it is renamed into place; its result is
+    written into the manifest, and it raises to fail the bundle.
+    """
+    events = events or Events()
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    kind = output_kind(opts.output)
+    check_output(opts.output, opts.force)
+    opts.cache.root.mkdir(parents=True, exist_ok=True)
+    opts.cache.clean_stale()
+    client = IndexClient(list(opts.sources.index_urls), list(opts.sources.find_links), timeout=opts.fetch_policy.timeout)
+    with staging(opts.output, directory=True) as tmp:
+        work = tmp / "work"
+        work.mkdir()
+        locks = lock_all(opts, client, work, events)
+        timings["resolve"] = time.monotonic() - t0
+        t1 = time.monotonic()
+        fetched, tools = fetch_all(opts, locks, client, events)
+        timings["fetch"] = time.monotonic() - t1
+        built: dict[str, Fetched] = {}
+        for t, sels in zip(opts.targets, locks):
+            built.update(_build_sdists(opts, t, sels, fetched, work, events))
+        stage = tmp / "bundle"
+        t2 = time.monotonic()
+        manifest = write_layout(stage, opts, locks, fetched, built, tools)
+        timings["layout"] = time.monotonic() - t2
+        if verify_hook is not None:
+            t3 = time.monotonic()
+            verification = verify_hook(stage, manifest)
+            manifest = Manifest.from_json(manifest.to_json() | {"verification": verification})
+            write_manifest(stage, manifest)
+            timings["verify"] = time.monotonic() - t3
+        t4 = time.monotonic()
+        if kind == "dir":
+            commit(stage, opts.output, opts.force)
+        else:
+            from .archive import write_tar
+
+            archive = tmp / opts.output.name
+            if kind == "sh":
+                from .selfextract import write_self_extracting
+
+                write_self_extracting(stage, archive)
+            else:
+                write_tar(stage, archive, compression="zst" if kind == "tar.zst" else None)
+            commit(archive, opts.output, opts.force)
+        timings["write"] = time.monotonic() - t4
+    downloaded = sum(f.size for f in fetched.values() if not f.from_cache)
+    return BundleResult(opts.output, manifest, time.monotonic() - t0, downloaded,
+                        sum(1 for f in fetched.values() if f.from_cache),
+                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings)

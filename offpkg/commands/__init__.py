@@ -1,0 +1,1 @@
+"""One module per command (or command group); ``core.COMMANDS`` lists the top-level verbs."""

@@ -1,0 +1,80 @@
+"""Helpers shared by the command modules: progress rendering and target/source options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import ui
+from ..backends import Sources
+from ..errors import UsageError
+from ..events import Events
+from ..target import Target, resolve_target
+
+PYPI = "https://pypi.org/simple"
+
+
+class UIEvents(Events):
+    """Core progress events rendered with rich (quiet when not on a terminal)."""
+
+    def __init__(self, reporter: ui.Reporter) -> None:
+        self.r = reporter
+
+    def stage(self, key: str, description: str, total: int | None = None, bytes_: bool = False) -> None:
+        self.r.start(key, description, total, bytes_=bytes_)
+
+    def advance(self, key: str, amount: int = 1) -> None:
+        self.r.advance(key, amount)
+
+    def done(self, key: str) -> None:
+        self.r.finish(key)
+
+    def warn(self, message: str) -> None:
+        ui.warn(message)
+
+    def note(self, message: str) -> None:
+        ui.detail(message)
+
+
+def targets_from_options(target_files: tuple[str, ...], python_version: str | None,
+                         platforms: tuple[str, ...]) -> list[Target]:
+    if target_files:
+        if python_version or platforms:
+            raise UsageError("use either --target FILE or --python-version/--platform, not both")
+        return [Target.from_file(f) for f in target_files]
+    return [resolve_target(None, python_version, platforms)]
+
+
+def one_target(target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...]) -> Target:
+    targets = targets_from_options(target_files, python_version, platforms)
+    if len(targets) > 1:
+        raise UsageError("this command takes one --target")
+    return targets[0]
+
+
+def sources_from_options(index_url: str | None, extra_index_urls: tuple[str, ...], find_links: tuple[str, ...],
+                         no_index: bool = False) -> Sources:
+    """Indexes in order: --index-url (else the configured mirror, else PyPI), then the extras."""
+    if no_index:
+        primary: list[str] = []
+    elif index_url:
+        primary = [index_url]
+    else:
+        primary = [_configured_index() or PYPI]
+    links = []
+    for f in find_links:
+        p = Path(f)
+        if "://" not in f and not p.is_dir():
+            raise UsageError(f"--find-links {f} is not a folder")
+        links.append(str(p.resolve()) if "://" not in f else f)
+    return Sources(tuple(primary + list(extra_index_urls)), tuple(links))
+
+
+def _configured_index() -> str | None:
+    """The index from offpkg's configuration (mirror/index_url), if the config module is present."""
+    try:
+        from ..config import load
+        from ..mirrors import index_urls
+    except ImportError:
+        return None
+    urls = index_urls(load())
+    return urls[0] if urls else None

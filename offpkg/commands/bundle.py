@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .. import ui
+from ..backends import get_backend
+from ..bundle import BundleOptions, build_bundle
+from ..cache import Cache
+from ..options import backend_option, cache_option, force_option, index_options, json_option, target_options
+from ..resolve import collect_requirements
+from ._common import UIEvents, sources_from_options, targets_from_options
+
+
+@click.command()
+@click.argument("reqs", nargs=-1)
+@click.option("-r", "--requirement", "req_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Requirements file. Repeatable.")
+@click.option("-c", "--constraint", "constraint_files", multiple=True, type=click.Path(dir_okay=False),
+              help="Constraints file. Repeatable.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Bundle path: a directory, or one file ending in .tar, .tar.zst or .sh (self-extracting).")
+@target_options
+@index_options
+@backend_option
+@cache_option
+@force_option
+@click.option("--stack", default=None, help="A built-in stack (see `offpkg stack list`), e.g. gpu-ml.")
+@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ",
+              help="Torch build: auto (from the target's GPU facts), cpu, or a variant such as cu126.")
+@click.option("--torch", "torch_version", default=None, metavar="VERSION", help="Torch release for --cuda planning.")
+@click.option("--tools/--no-tools", default=True, show_default=True,
+              help="Carry pip and uv wheels in tools/ for the offline host.")
+@click.option("--verify", "smoke", is_flag=True,
+              help="Prove it: install into a throwaway venv with no network and run the smoke test.")
+@click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
+@click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@json_option
+def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
+           target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
+           index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
+           backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
+           torch_version: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
+           as_json: bool) -> None:
+    """Resolve requirements for the target, download them verified, and write a bundle.
+
+    Every file is hash-pinned; the bundle carries requirements.txt (--hash),
+    pylock.toml, SHA256SUMS, pip.conf and install.sh for a host without offpkg.
+    """
+    ui.state.json = as_json
+    t0 = time.monotonic()
+    targets = targets_from_options(target_files, python_version, platforms)
+    sources = sources_from_options(index_url, extra_index_url, find_links)
+    requirements: list[str] = []
+    if stack:
+        from ..stacks import get_stack
+
+        st = get_stack(stack)
+        requirements += st.requirements
+        if st.needs_cuda and cuda is None:
+            cuda = "auto"
+    extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
+                                                   [Path(f) for f in constraint_files]) if (reqs or req_files or not stack) else ([], [Path(f) for f in constraint_files])
+    requirements += extra_reqs
+    opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
+                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
+                         force=force, tools=tools, stack=stack)
+    if cuda:
+        from ..cudabundle import apply_cuda
+
+        apply_cuda(opts, cuda, torch_version)
+    if conda_env:
+        from ..condabundle import add_conda_env
+
+        add_conda_env(opts, conda_env, pip_as_wheels)
+    hook = None
+    if smoke:
+        from ..smoke import smoke_test
+
+        def hook(stage: Path, manifest):  # noqa: ANN001 - manifest type from core
+            with ui.spinner("smoke test: installing offline into a throwaway venv"):
+                return smoke_test(stage, manifest, stack=stack)
+
+    with ui.reporter() as r:
+        res = build_bundle(opts, UIEvents(r), verify_hook=hook)
+    m = res.manifest
+    verified = (m.verification or {}).get("verified")
+    payload = {
+        "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
+        "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
+        "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
+        "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
+        "cuda": m.cuda, "verification": m.verification, "backend": opts.backend.name,
+    }
+    if as_json:
+        ui.emit_json("bundle", payload)
+    else:
+        ui.table(None, ["", ""], [
+            ["bundle", str(res.path)],
+            ["targets", ", ".join(t.describe() for t in targets)],
+            ["packages", f"{len(m.requirement_packages)} wheels ({len(res.built_from_sdist)} built from sdist)"],
+            ["size", ui.human_size(m.total_size())],
+            ["downloaded", f"{ui.human_size(res.downloaded_bytes)} ({res.cached_files} files from cache)"],
+            ["time", f"{payload['seconds']:.1f} s (resolve {res.timings.get('resolve', 0):.1f} s, "
+                     f"fetch {res.timings.get('fetch', 0):.1f} s)"],
+            *([["cuda", f"{m.cuda.get('variant')} (driver >= {m.cuda.get('min_driver')})"]] if m.cuda else []),
+            *([["verified", "yes" if verified else "NO"]] if smoke else []),
+        ])
+    if smoke and not verified:
+        from ..errors import VerificationError
+
+        failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
+        raise VerificationError(f"{res.path} was written but is NOT verified: the smoke test failed ({', '.join(failed)})",
+                                hint="see `offpkg inspect` for the failing checks; fix the requirements and bundle again")

@@ -1,0 +1,88 @@
+"""Atomic file-system helpers: temp siblings renamed into place, hard links with copy fallback."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import EnvironmentProblem, OutputExistsError
+
+
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (same filesystem), else copy it."""
+    try:
+        os.link(src, dst)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+        shutil.copyfile(src, dst)
+
+
+def remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def check_output(path: Path, force: bool) -> None:
+    if path.exists() or path.is_symlink():
+        if not force:
+            raise OutputExistsError(f"{path} already exists", hint="choose another output path, or pass --force to replace it")
+
+
+@contextmanager
+def staging(final: Path, *, directory: bool) -> Iterator[Path]:
+    """Yield a temp sibling of ``final`` (dir or file path); remove it on failure.
+
+    The caller renames it into place with :func:`commit`; anything left behind on
+    an exception (or Ctrl-C) is removed, so a failed run never leaves something
+    that looks complete.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.offpkg-tmp-", dir=final.parent))
+    target = tmp if directory else tmp / final.name
+    try:
+        yield target
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def commit(staged: Path, final: Path, force: bool) -> None:
+    """Move a staged file or directory onto ``final`` (replacing it only with ``force``)."""
+    old = None
+    if final.exists() or final.is_symlink():
+        if not force:
+            raise OutputExistsError(f"{final} already exists", hint="pass --force to replace it")
+        old = final.with_name(f".{final.name}.offpkg-old-{os.getpid()}")
+        os.replace(final, old)
+    try:
+        os.replace(staged, final)
+    except OSError as exc:
+        if old is not None:
+            os.replace(old, final)
+        raise EnvironmentProblem(f"cannot move the finished output to {final}: {exc.strerror}") from None
+    if old is not None:
+        remove(old)

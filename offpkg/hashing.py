@@ -1,0 +1,46 @@
+"""Streaming sha256: never a whole file in memory; files hashed in parallel threads.
+
+hashlib releases the GIL for large updates, so threads give real parallelism.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+CHUNK = 1 << 20  # 1 MiB: large enough to release the GIL, small enough for memory
+
+
+def sha256_file(path: str | os.PathLike[str], progress: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """Return (hex sha256, size) of ``path``."""
+    h = hashlib.sha256()
+    size = 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return h.hexdigest(), size
+
+
+def default_workers() -> int:
+    return max(2, min(8, (os.cpu_count() or 2)))
+
+
+def sha256_many(
+    paths: Iterable[Path], *, workers: int | None = None, progress: Callable[[int], None] | None = None
+) -> dict[Path, tuple[str, int]]:
+    """Hash many files in parallel; returns {path: (sha256, size)}."""
+    paths = list(paths)
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        results = pool.map(lambda p: sha256_file(p, progress), paths)
+        return dict(zip(paths, results))

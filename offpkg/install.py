@@ -1,0 +1,251 @@
+"""Install a verified bundle into a new venv, with no network at all.
+
+Order: verify (both ways) → pick the bundle target matching the chosen python →
+check the GPU/driver against the bundle's CUDA variant → create the venv with an
+"incomplete" marker → install offline with --require-hashes --only-binary →
+``pip check`` → receipt and pip.conf → remove the marker. If anything fails the
+venv offpkg created is removed; a venv still carrying the marker from an earlier
+failed run is cleaned first. An existing venv is never touched without --upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._subprocess import isolated_env, run
+from .backends import Backend, PipBackend, UvBackend, get_backend
+from .errors import (InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError, TargetMismatchError,
+                     VerificationError)
+from .events import Events
+from .hashing import sha256_file
+from .manifest import MANIFEST_NAME, Manifest
+from .target import Target
+from .verify import VerifyReport, verify_bundle
+
+INCOMPLETE = ".offpkg-incomplete"
+RECEIPT = "offpkg-receipt.json"
+
+
+@dataclass
+class InstallResult:
+    venv: Path
+    python: Path
+    target_index: int
+    packages: int
+    backend: str
+    verify: VerifyReport
+    warnings: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"venv": str(self.venv), "python": str(self.python), "target": self.target_index,
+                "packages": self.packages, "backend": self.backend, "warnings": self.warnings}
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def probe_python(python: Path) -> Target:
+    """The target description of ``python`` (runs the stdlib probe with it)."""
+    src = (resources.files("offpkg") / "_probe.py").read_text(encoding="utf-8")
+    try:
+        out = run([str(python), "-I", "-c", src], env=isolated_env(), what=f"probing {python}",
+                  hint="check that --python names a working Python interpreter")
+    except OffpkgError as exc:
+        raise InputError(f"cannot run {python}: {exc.message}", hint="give a working interpreter with --python",
+                         details=exc.details) from None
+    return Target.from_probe(json.loads(out.stdout), source=str(python))
+
+
+def choose_target(manifest: Manifest, host: Target) -> int:
+    """The index of the bundle target this interpreter can install, or a clear error."""
+    reasons = []
+    ranks = host.tag_rank()
+    for i, tj in enumerate(manifest.targets):
+        t = Target.from_probe(tj, source=f"target {i}")
+        if not host.same_interpreter_as(t):
+            reasons.append(f"target {i} is {t.describe()}")
+            continue
+        misfit = [p.filename for p in manifest.requirement_packages
+                  if i in p.targets and host.wheel_rank(p.filename, ranks) is None]
+        if misfit:
+            reasons.append(f"target {i} ({t.describe()}) has wheels this host cannot install: {', '.join(misfit[:3])}")
+            continue
+        return i
+    raise TargetMismatchError(
+        f"this bundle was not made for {host.describe()}: " + "; ".join(reasons),
+        hint="use --python with an interpreter that matches the bundle's target, or rebuild the bundle "
+             "with `offpkg bundle --target target.json` from `offpkg probe` run on this host")
+
+
+@contextlib.contextmanager
+def opened_bundle(bundle: Path) -> Iterator[Path]:
+    """A bundle directory: the directory itself, or an archive safely extracted to a temp dir."""
+    if bundle.is_dir():
+        yield bundle
+        return
+    from .archive import payload_offset, safe_extract
+
+    with tempfile.TemporaryDirectory(prefix="offpkg-bundle-") as tmp:
+        dest = Path(tmp) / "bundle"
+        offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
+        safe_extract(bundle, dest, offset=offset)
+        yield dest
+
+
+def _pip_wheel(bundle: Path, manifest: Manifest) -> Path | None:
+    for p in manifest.tool_packages:
+        if p.name == "pip":
+            return bundle / p.path
+    return None
+
+
+def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, system_site_packages: bool = False) -> None:
+    """``python -m venv``; on hosts without ensurepip, install pip from the bundle's tools/ wheel."""
+    extra = ["--system-site-packages"] if system_site_packages else []
+    try:
+        run([str(python), "-m", "venv", *extra, str(venv)], env=isolated_env(), what="creating the venv")
+        return
+    except SubprocessError as exc:
+        if "ensurepip" not in (exc.details or "") and "pip" not in (exc.details or ""):
+            raise
+    shutil.rmtree(venv, ignore_errors=True)
+    pip_whl = _pip_wheel(bundle, manifest)
+    if pip_whl is None:
+        raise InstallError(f"{python} has no ensurepip and the bundle carries no pip wheel",
+                           hint="install python3-venv on this host, or rebuild the bundle with tools")
+    run([str(python), "-m", "venv", "--without-pip", *extra, str(venv)], env=isolated_env(), what="creating the venv")
+    # A wheel is a zip: pip runs straight from it to install itself.
+    run([str(venv_python(venv)), str(pip_whl / "pip"), "install", "--no-index", "--no-deps", "--no-cache-dir",
+         str(pip_whl)], env=isolated_env(), what="installing pip from the bundle")
+
+
+def _uv_from_bundle(bundle: Path, manifest: Manifest, workdir: Path) -> str | None:
+    """The uv binary from the bundle's tools/ uv wheel, if it runs here."""
+    import zipfile
+
+    for p in manifest.tool_packages:
+        if p.name != "uv":
+            continue
+        try:
+            with zipfile.ZipFile(bundle / p.path) as z:
+                for n in z.namelist():
+                    if n.endswith("/scripts/uv") or n.endswith("/scripts/uv.exe"):
+                        out = workdir / Path(n).name
+                        with z.open(n) as src, open(out, "wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 20)
+                        out.chmod(0o755)
+                        run([str(out), "--version"], what="uv --version", timeout=30)
+                        return str(out)
+        except (OSError, zipfile.BadZipFile, OffpkgError):
+            return None
+    return None
+
+
+def pick_installer(name: str | None, bundle: Path, manifest: Manifest, workdir: Path) -> Backend:
+    if name == "pip":
+        return PipBackend()
+    if name in (None, "auto"):
+        uv = _uv_from_bundle(bundle, manifest, workdir)
+        if uv:
+            return UvBackend(uv)
+    return get_backend(name)
+
+
+def requirements_for(manifest: Manifest, target_index: int) -> str:
+    if len(manifest.targets) == 1:
+        return "requirements.txt"
+    return f"requirements/{Target.from_probe(manifest.targets[target_index]).id}.txt"
+
+
+def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgrade: bool = False,
+                   backend: str | None = None, force: bool = False, system_site_packages: bool = False,
+                   events: Events | None = None) -> InstallResult:
+    events = events or Events()
+    bundle = Path(bundle)
+    venv = Path(venv).absolute()
+    python = Path(python) if python else Path(sys.executable)
+    with opened_bundle(bundle) as bdir:
+        events.stage("verify", "verifying the bundle")
+        report = verify_bundle(bdir)
+        events.done("verify")
+        if not report.ok:
+            raise VerificationError(f"{bundle} failed verification; nothing was installed", report.problems,
+                                    hint="copy the bundle again from its source; do not edit bundles by hand")
+        manifest = report.manifest
+        assert manifest is not None
+        host = probe_python(python)
+        ti = choose_target(manifest, host)
+        warnings: list[str] = []
+        if manifest.cuda:
+            from .cuda import check_host
+
+            problems = check_host(manifest.cuda, host.gpu)
+            if problems and not force:
+                raise TargetMismatchError("this host cannot run the bundle's CUDA build: " + "; ".join(problems),
+                                          hint="rebuild with `offpkg bundle --cuda auto --target target.json` using this "
+                                               "host's probe, or pass --force to install anyway")
+            warnings += [f"installing despite: {p} (--force)" for p in problems]
+        created = False
+        if venv.exists():
+            if (venv / INCOMPLETE).exists():
+                events.warn(f"{venv} is left over from an interrupted install; removing it first")
+                shutil.rmtree(venv)
+            elif not upgrade and any(venv.iterdir()):
+                raise OutputExistsError(f"{venv} already exists", hint="pass --upgrade to install into it, or choose a new path")
+            elif upgrade and not (venv / "pyvenv.cfg").exists():
+                raise InputError(f"{venv} is not a virtual environment (no pyvenv.cfg)")
+        try:
+            if not (venv / "pyvenv.cfg").exists():
+                events.stage("venv", f"creating {venv}")
+                created = True
+                create_venv(python, venv, bdir, manifest, system_site_packages)
+                events.done("venv")
+            (venv / INCOMPLETE).write_text(f"offpkg {__version__} install from {bundle} in progress\n")
+            with tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
+                installer = pick_installer(backend, bdir, manifest, Path(wd))
+                reqs = bdir / requirements_for(manifest, ti)
+                events.stage("install", f"installing {len(manifest.requirement_packages)} packages with {installer.name}")
+                installer.install(venv_python(venv), bdir / "wheels", reqs, Path(wd))
+                events.done("install")
+                run([str(venv_python(venv)), "-m", "pip", "check"], env=isolated_env(home=wd),
+                    what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
+            pipconf = (bdir / "pip.conf").read_text(encoding="utf-8").replace(
+                "find-links = wheels", f"find-links = {(bdir / 'wheels').resolve() if bundle.is_dir() else 'wheels'}")
+            (venv / "pip.conf").write_text(pipconf, encoding="utf-8")
+            receipt = {
+                "offpkg_version": __version__,
+                "bundle": str(bundle.resolve()),
+                "bundle_manifest_sha256": sha256_file(bdir / MANIFEST_NAME)[0],
+                "bundle_created": manifest.created,
+                "installed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "target": ti,
+                "backend": installer.name,
+                "packages": sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets),
+                "cuda": manifest.cuda,
+            }
+            (venv / RECEIPT).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            (venv / INCOMPLETE).unlink()
+        except BaseException as exc:
+            if created:
+                shutil.rmtree(venv, ignore_errors=True)
+            if isinstance(exc, SubprocessError):
+                raise InstallError(f"installing into {venv} failed: {exc.message}"
+                                   + ("; the venv was removed" if created else ""), hint=exc.hint,
+                                   details=exc.details) from None
+            raise
+        return InstallResult(venv, venv_python(venv), ti,
+                             sum(1 for p in manifest.requirement_packages if ti in p.targets), installer.name,
+                             report, warnings)

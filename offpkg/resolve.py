@@ -1,0 +1,207 @@
+"""From requirements to a lock: the exact file of every distribution, for the target.
+
+The backend (uv or pip) resolves the dependency closure to ``name==version``
+pins for the target's Python and platform. offpkg then looks every pin up on
+the indexes and picks the wheel whose tags rank best for the target (its own
+ordered tag list, so ``manylinux_2_28`` hosts get ``manylinux_2_17`` wheels).
+A pin with no fitting wheel falls back to its sdist, which the bundle builds
+into a wheel here; if that is impossible it is an error naming the package
+and the tags tried.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .backends import Backend, PackageResolutionError, Pin, Sources
+from .errors import InputError, NoWheelError
+from .index import DistFile, IndexClient
+from .target import Target
+
+
+@dataclass(frozen=True)
+class Selection:
+    pin: Pin
+    file: DistFile
+    # True when no wheel fits: ``file`` is an sdist to build into one.
+    needs_build: bool = False
+
+
+# ---------------------------------------------------------------- requirement input
+
+def read_requirement_lines(path: Path, _seen: frozenset[Path] = frozenset()) -> tuple[list[str], list[Path]]:
+    """Requirements of a requirements file (following ``-r``) and the constraint files it names.
+
+    Editable, local-path and VCS requirements cannot be carried: they are errors
+    naming the file and line. ``--hash`` options are dropped (offpkg re-pins).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"requirements file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read requirements file {path}: {exc}",
+                         hint="it must be a UTF-8 text file in pip's requirements format") from None
+    if path.resolve() in _seen:
+        raise InputError(f"requirements file {path} includes itself (-r loop)")
+    seen = _seen | {path.resolve()}
+    reqs: list[str] = []
+    constraints: list[Path] = []
+    # Join continuation lines first, keeping the first line's number for errors.
+    logical: list[tuple[int, str]] = []
+    buf, start = "", 0
+    for no, raw in enumerate(text.splitlines(), 1):
+        if not buf:
+            start = no
+        line = raw.rstrip()
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        logical.append((start, buf + line))
+        buf = ""
+    if buf:
+        logical.append((start, buf))
+    for no, line in logical:
+        line = re.sub(r"(^|\s)#.*$", "", line).strip()
+        if not line:
+            continue
+        where = f"{path}:{no}"
+        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
+            ref = re.sub(r"^(-r|--requirement)=?\s*", "", line)
+            sub, subc = read_requirement_lines((path.parent / ref), seen)
+            reqs += sub
+            constraints += subc
+            continue
+        if line.startswith(("-c ", "--constraint ", "-c", "--constraint=")):
+            constraints.append(path.parent / re.sub(r"^(-c|--constraint)=?\s*", "", line))
+            continue
+        if line.startswith(("-e ", "--editable")):
+            raise InputError(f"{where}: editable requirement {line!r} cannot be carried offline",
+                             hint="build a wheel of it (`pip wheel`) and list the wheel's name and version instead")
+        if line.startswith("-"):
+            # Index options belong to offpkg's own options; other pip options do not apply.
+            if line.startswith(("--index-url", "-i ", "--extra-index-url", "--find-links", "-f ", "--trusted-host",
+                                "--prefer-binary", "--only-binary", "--no-binary", "--pre")):
+                continue
+            raise InputError(f"{where}: unsupported option {line.split()[0]!r} in a requirements file")
+        line = re.sub(r"\s--hash[= ]\S+", "", line).strip()
+        reqs.append(check_requirement(line, where))
+    return reqs, constraints
+
+
+def check_requirement(text: str, where: str) -> str:
+    try:
+        req = Requirement(text)
+    except InvalidRequirement as exc:
+        raise InputError(f"{where}: {text!r} is not a valid requirement: {exc}",
+                         hint="use PEP 508 syntax, e.g. requests>=2.31 or numpy==2.1.3") from None
+    if req.url:
+        raise InputError(f"{where}: {req.name} comes from a URL or local path ({req.url}); it cannot be carried as it is",
+                         hint=f"build a wheel of it, put it in a --find-links folder and require {req.name} by version")
+    return str(req)
+
+
+def collect_requirements(args: list[str], files: list[Path], constraint_files: list[Path]) -> tuple[list[str], list[Path]]:
+    reqs: list[str] = []
+    constraints = list(constraint_files)
+    for a in args:
+        reqs.append(check_requirement(a, "command line"))
+    for f in files:
+        r, c = read_requirement_lines(f)
+        reqs += r
+        constraints += c
+    for c in constraints:
+        read_requirement_lines(c)  # validate early: a bad constraint file is bad input too
+    if not reqs:
+        raise InputError("nothing to bundle: give requirements, -r FILE or --stack NAME")
+    return reqs, constraints
+
+
+# ---------------------------------------------------------------- file selection
+
+def _version(v: str) -> Version | None:
+    try:
+        return Version(v)
+    except InvalidVersion:
+        return None
+
+
+def select_file(pin: Pin, files: list[DistFile], target: Target, ranks: dict | None = None) -> Selection:
+    want = _version(pin.version)
+    ranks = ranks if ranks is not None else target.tag_rank()
+    pyver = Version(target.markers.get("python_full_version") or target.python_version + ".0")
+    candidates: list[tuple[int, int, DistFile]] = []
+    sdists: list[DistFile] = []
+    wheel_tags: list[str] = []
+    for order, f in enumerate(files):
+        nv = f.name_version()
+        if not nv or canonicalize_name(nv[0]) != pin.name or nv[1] != want:
+            continue
+        if f.requires_python:
+            try:
+                if pyver not in SpecifierSet(f.requires_python):
+                    continue
+            except InvalidSpecifier:
+                pass
+        if f.is_wheel:
+            wheel_tags.append(f.filename)
+            rank = target.wheel_rank(f.filename, ranks)
+            if rank is not None:
+                # Yanked files only when nothing else fits; then the best tag; then index order.
+                candidates.append((int(f.yanked) * 10**6 + rank, order, f))
+        elif f.is_sdist:
+            sdists.append(f)
+    if candidates:
+        return Selection(pin, min(candidates, key=lambda c: (c[0], c[1]))[2])
+    if sdists:
+        return Selection(pin, sdists[0], needs_build=True)
+    shown = ", ".join(sorted(set(wheel_tags))[:6]) or "none"
+    raise NoWheelError(
+        f"no wheel of {pin.name}=={pin.version} fits the target {target.describe()}",
+        hint=f"tags tried: {', '.join(target.tags[:4])} ... ({len(target.tags)} in all); "
+             f"wheels on the index: {shown}. Pick another version, or build the wheel on a machine like the target "
+             "and pass it with --find-links")
+
+
+def lock(requirements: list[str], constraints: list[Path], target: Target, sources: Sources, backend: Backend,
+         client: IndexClient, workdir: Path) -> list[Selection]:
+    reqfile = workdir / "requirements.in"
+    reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+    try:
+        pins = backend.resolve(reqfile, constraints, target, sources, workdir)
+    except PackageResolutionError as exc:
+        raise _classify(exc, target, client) from None
+    files = client.files_many([p.name for p in pins])
+    ranks = target.tag_rank()
+    return [select_file(p, files[p.name], target, ranks) for p in pins]
+
+
+def _classify(exc: PackageResolutionError, target: Target, client: IndexClient) -> Exception:
+    """Turn a resolver failure on one package into unknown package / no wheel / conflict."""
+    try:
+        files = client.files(exc.package)
+    except Exception:
+        return exc
+    where = ", ".join(client.index_urls + client.find_links) or "the index"
+    if not files:
+        from .redact import redact_text
+
+        return InputError(f"unknown package {exc.package!r}: it is not on {redact_text(where)}",
+                          hint="check the spelling, or the --index-url / --find-links options")
+    ranks = target.tag_rank()
+    fits = [f for f in files if (f.is_wheel and target.wheel_rank(f.filename, ranks) is not None) or f.is_sdist]
+    if not fits:
+        shown = ", ".join(sorted({f.filename for f in files if f.is_wheel})[:6])
+        return NoWheelError(
+            f"no wheel of {exc.package} fits the target {target.describe()}, and it has no sdist",
+            hint=f"tags tried: {', '.join(target.tags[:4])} ... ({len(target.tags)} in all); wheels on the index: "
+                 f"{shown}. Choose a target it supports, or build the wheel on a host like the target and pass "
+                 "--find-links")
+    return exc

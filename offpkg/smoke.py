@@ -1,0 +1,141 @@
+"""Prove a bundle installs offline and works: the smoke test of ``--verify`` / ``verify --smoke``.
+
+Installs the bundle into a throwaway venv inside a network namespace with no
+network (``unshare -n``, or ``unshare -rn`` for unprivileged users) where the
+kernel allows it, runs ``pip check``, then the stack's smoke script (imports,
+``torch.version.cuda`` against the chosen variant, a tiny BERT forward and
+backward pass, a GPU matmul where a GPU exists) or, for bundles without a stack,
+imports every top-level requirement. The result is recorded in the manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from ._subprocess import isolated_env, run
+from .errors import OffpkgError, SubprocessError, VerificationError
+from .manifest import Manifest
+
+
+def network_isolation() -> list[str]:
+    """argv prefix that runs a command with no network, or [] where the kernel refuses."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        return []
+    for flags in (["-n"], ["-rn"]):
+        try:
+            if subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=10).returncode == 0:
+                return [unshare, *flags]
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return []
+
+
+def _import_names(wheel: Path) -> list[str]:
+    """Top-level importable names of a wheel (top_level.txt, else RECORD)."""
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        for n in names:
+            if n.endswith(".dist-info/top_level.txt"):
+                return sorted({line.strip() for line in z.read(n).decode().splitlines()
+                               if line.strip() and not line.startswith("_")})
+        tops = set()
+        for n in names:
+            first = n.split("/", 1)[0]
+            if first.endswith((".dist-info", ".data")) or first.startswith("_"):
+                continue
+            if "/" in n and n.split("/", 1)[0].isidentifier():
+                tops.add(first)
+            elif n.endswith(".py") and "/" not in n:
+                tops.add(n[:-3])
+        return sorted(tops)
+
+
+def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None,
+               python: Path | None = None, system_site_packages: bool = False) -> dict[str, Any]:
+    """Install ``bundle_dir`` into a throwaway venv offline and run the checks; raises on failure."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    iso = network_isolation()
+    checks: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "verified": False, "offpkg_version": __version__,
+        "when": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "where": {"host": platform.node(), "python": platform.python_version(), "machine": platform.machine()},
+        "network_isolation": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(iso)) or "none (offline flags only)",
+        "stack": stack, "checks": checks,
+    }
+    with tempfile.TemporaryDirectory(prefix="offpkg-smoke-") as tmp:
+        venv = Path(tmp) / "venv"
+        argv = [*iso, sys.executable, "-m", "offpkg", "install", str(bundle_dir), "--venv", str(venv), "--json"]
+        if python:
+            argv += ["--python", str(python)]
+        if system_site_packages:
+            argv.append("--system-site-packages")
+        try:
+            out = run(argv, env=isolated_env(home=tmp), what="installing the bundle offline into a throwaway venv")
+            info = json.loads(out.stdout)
+            checks.append({"name": "offline install + pip check", "ok": True, "backend": info.get("backend")})
+        except SubprocessError as exc:
+            checks.append({"name": "offline install + pip check", "ok": False, "output": (exc.details or "")[-2000:]})
+            result["error"] = "the bundle did not install offline"
+            return _finish(result)
+        py = venv / "bin" / "python"
+        if stack:
+            from .stacks import get_stack
+
+            st = get_stack(stack)
+            script = Path(tmp) / f"{st.name}.smoke.py"
+            script.write_text(st.smoke_script_text(), encoding="utf-8")
+            expect = (manifest.cuda or {}).get("cuda") or "none"
+            proc = subprocess.run([*iso, str(py), str(script), "--expect-cuda", str(expect)],
+                                  capture_output=True, text=True, env=isolated_env(home=tmp), timeout=1800)
+            try:
+                report = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (json.JSONDecodeError, IndexError):
+                report = {"output": (proc.stdout + proc.stderr)[-2000:]}
+            checks.append({"name": f"{st.name} smoke test", "ok": proc.returncode == 0, "report": report})
+        else:
+            wanted = {canonicalize_name(Requirement(r).name) for r in manifest.requirements}
+            names: list[str] = []
+            for p in manifest.requirement_packages:
+                if p.name in wanted and 0 in p.targets:
+                    names += _import_names(bundle_dir / p.path)
+            code = ("import importlib, json, sys\nres={}\nfor n in sys.argv[1:]:\n"
+                    "    try:\n        importlib.import_module(n); res[n]='ok'\n"
+                    "    except Exception as e:\n        res[n]=type(e).__name__+': '+str(e)[:200]\n"
+                    "print(json.dumps(res))\nsys.exit(0 if all(v=='ok' for v in res.values()) else 1)\n")
+            proc = subprocess.run([*iso, str(py), "-c", code, *names], capture_output=True, text=True,
+                                  env=isolated_env(home=tmp), timeout=600)
+            try:
+                imports = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (json.JSONDecodeError, IndexError):
+                imports = {"output": (proc.stdout + proc.stderr)[-2000:]}
+            checks.append({"name": "imports", "ok": proc.returncode == 0, "imports": imports})
+    result["verified"] = all(c["ok"] for c in checks)
+    return _finish(result)
+
+
+def _finish(result: dict[str, Any]) -> dict[str, Any]:
+    result["verified"] = bool(result["checks"]) and all(c["ok"] for c in result["checks"]) and "error" not in result
+    return result
+
+
+def require_verified(result: dict[str, Any]) -> dict[str, Any]:
+    if not result["verified"]:
+        failed = [c["name"] for c in result["checks"] if not c["ok"]] or [result.get("error", "unknown")]
+        raise VerificationError("the smoke test failed: " + ", ".join(failed),
+                                [json.dumps(c, default=str)[:1500] for c in result["checks"] if not c["ok"]],
+                                hint="the bundle was not written; fix the requirements and bundle again")
+    return result

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Install this offpkg bundle offline into a new virtual environment.
+#
+#   sh install.sh [--python EXE] [--upgrade] [--no-uv] VENV_DIR
+#   sh install.sh --verify-only
+#
+# Needs only python3 on this host: no offpkg, no network. It checks SHA256SUMS
+# (with sha256sum where present, always again in python against offpkg.json),
+# creates the venv (using the bundle's pip wheel where ensurepip is missing),
+# installs with --require-hashes --only-binary :all: and runs pip check.
+set -eu
+
+here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
+python=""
+prev=""
+for arg in "$@"; do
+    if [ "$prev" = "--python" ]; then python=$arg; fi
+    case $arg in --python=*) python=${arg#--python=} ;; esac
+    prev=$arg
+done
+if [ -z "$python" ]; then
+    for candidate in python3 python; do
+        if command -v "$candidate" >/dev/null 2>&1; then python=$(command -v "$candidate"); break; fi
+    done
+fi
+if [ -z "$python" ]; then
+    echo "error: no python3 found; pass --python /path/to/python3" >&2
+    exit 10
+fi
+
+if command -v sha256sum >/dev/null 2>&1; then
+    if ! (cd "$here" && sha256sum -c --quiet --strict SHA256SUMS); then
+        echo "error: SHA256SUMS check failed: the bundle is corrupt or incomplete; nothing was installed" >&2
+        exit 1
+    fi
+fi
+
+exec "$python" "$here/tools/bootstrap.py" "$@"
