@@ -52,7 +52,7 @@ def _register() -> None:
         cli.add_command(importlib.import_module(f"offpkg.commands.{name}").cli)
 
 
-GROUPS: list[str] = []  # filled as the capabilities land
+GROUPS = ["cuda", "stack", "conda"]
 
 
 def _report(exc: OffpkgError) -> None:

@@ -96,10 +96,9 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
             from .stacks import get_stack
 
             st = get_stack(stack)
-            script = Path(tmp) / f"{st.name}.smoke.py"
-            script.write_text(st.smoke_script_text(), encoding="utf-8")
+            script = st.write_smoke(Path(tmp))
             expect = (manifest.cuda or {}).get("cuda") or "none"
-            proc = subprocess.run([*iso, str(py), str(script), "--expect-cuda", str(expect)],
+            proc = subprocess.run([*iso, *st.smoke_argv(py, script, str(expect))],
                                   capture_output=True, text=True, env=isolated_env(home=tmp), timeout=1800)
             try:
                 report = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -124,6 +124,22 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
             z.writestr(n, data)
     return name
 
+def get_requires_for_build_editable(config_settings=None):
+    return []
+
+def build_editable(wheel_directory, config_settings=None, metadata_directory=None):
+    """PEP 660: a wheel holding only a .pth that points at the source tree."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    files = {{"_%s_editable.pth" % SNAKE: (here + "\n").encode()}}
+    files[DI + "/METADATA"] = _meta().encode()
+    files[DI + "/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: tinybackend\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    files[DI + "/RECORD"] = "".join("%s,,\n" % n for n in list(files) + [DI + "/RECORD"]).encode()
+    name = "%s-%s-py3-none-any.whl" % (SNAKE, VERSION)
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for n, data in files.items():
+            z.writestr(n, data)
+    return name
+
 def build_sdist(sdist_directory, config_settings=None):
     raise NotImplementedError
 '''
@@ -184,3 +200,10 @@ def write_simple_index(files_dir: Path, root: Path, *, requires_python: dict[str
             links.append(f'<a href="{rel}#sha256={digest}"{attr}>{f.name}</a>')
         (d / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n")
     return simple
+
+
+def unpack_sdist(sdist: Path, dest: Path) -> Path:
+    """The source tree of an sdist built by :func:`build_sdist` (for editable installs)."""
+    with tarfile.open(sdist) as tf:
+        tf.extractall(dest, filter="data")
+    return next(dest.iterdir())

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         from ..stacks import get_stack
 
         st = get_stack(stack)
-        requirements += st.requirements
+        requirements += list(st.requirements)
         if st.needs_cuda and cuda is None:
             cuda = "auto"
     extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
@@ -71,10 +72,6 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         from ..cudabundle import apply_cuda
 
         apply_cuda(opts, cuda, torch_version)
-    if conda_env:
-        from ..condabundle import add_conda_env
-
-        add_conda_env(opts, conda_env, pip_as_wheels)
     hook = None
     if smoke:
         from ..smoke import smoke_test
@@ -83,7 +80,14 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             with ui.spinner("smoke test: installing offline into a throwaway venv"):
                 return smoke_test(stage, manifest, stack=stack)
 
-    with ui.reporter() as r:
+    with ui.reporter() as r, contextlib.ExitStack() as stack_:
+        if conda_env:
+            from ..condabundle import add_conda_env
+
+            # Packs the environment into a temp file that lives until the bundle is written.
+            stack_.enter_context(add_conda_env(opts, conda_env, pip_as_wheels, UIEvents(r)))
+        elif pip_as_wheels:
+            raise click.UsageError("--pip-as-wheels goes with --conda-env")
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
     m = res.manifest
     verified = (m.verification or {}).get("verified")
