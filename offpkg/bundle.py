@@ -114,7 +114,9 @@ def _probe_source() -> str:
 # ---------------------------------------------------------------------------- steps
 
 def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events) -> list[list[Selection]]:
-    locks = []
+    locks: list[list[Selection]] = []
+    if not opts.requirements:  # e.g. a bundle of a conda environment only
+        return [[] for _ in opts.targets]
     for i, target in enumerate(opts.targets):
         events.stage("resolve", f"resolving for {target.describe()}")
         wd = workdir / f"t{i}"

@@ -62,8 +62,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         requirements += list(st.requirements)
         if st.needs_cuda and cuda is None:
             cuda = "auto"
-    extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
-                                                   [Path(f) for f in constraint_files]) if (reqs or req_files or not stack) else ([], [Path(f) for f in constraint_files])
+    if reqs or req_files or not (stack or conda_env):
+        extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
+                                                       [Path(f) for f in constraint_files])
+    else:
+        extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
@@ -85,7 +88,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             from ..condabundle import add_conda_env
 
             # Packs the environment into a temp file that lives until the bundle is written.
-            stack_.enter_context(add_conda_env(opts, conda_env, pip_as_wheels, UIEvents(r)))
+            stack_.enter_context(add_conda_env(opts, conda_env, pip_as_wheels, UIEvents(r),
+                                               explicit_target=bool(target_files or python_version or platforms)))
         elif pip_as_wheels:
             raise click.UsageError("--pip-as-wheels goes with --conda-env")
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
