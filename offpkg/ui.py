@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
+from rich import box as rich_box
 from rich.table import Table
 
 from .redact import redact_text
@@ -70,7 +71,8 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     if state.json:
         return
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+              show_header=any(columns), box=None if not any(columns) else rich_box.SIMPLE_HEAD)
     for c in columns:
         t.add_column(c)
     for r in rows:

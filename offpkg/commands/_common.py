@@ -6,6 +6,9 @@ from pathlib import Path
 
 from .. import ui
 from ..backends import Sources
+from ..config import Config
+from ..config import load as load_config
+from ..mirrors import index_urls
 from ..errors import UsageError
 from ..events import Events
 from ..target import Target, resolve_target
@@ -36,7 +39,9 @@ class UIEvents(Events):
 
 
 def targets_from_options(target_files: tuple[str, ...], python_version: str | None,
-                         platforms: tuple[str, ...]) -> list[Target]:
+                         platforms: tuple[str, ...], cfg: Config | None = None) -> list[Target]:
+    if not (target_files or python_version or platforms) and cfg is not None and cfg.get("target"):
+        target_files = (str(cfg.get("target")),)  # the configured default target
     if target_files:
         if python_version or platforms:
             raise UsageError("use either --target FILE or --python-version/--platform, not both")
@@ -51,30 +56,35 @@ def one_target(target_files: tuple[str, ...], python_version: str | None, platfo
     return targets[0]
 
 
+def settings() -> Config:
+    """offpkg's effective configuration (offpkg.toml, [tool.offpkg], user file, OFFPKG_* env)."""
+    cfg = load_config()
+    for problem in cfg.problems:
+        ui.warn(problem)
+    return cfg
+
+
 def sources_from_options(index_url: str | None, extra_index_urls: tuple[str, ...], find_links: tuple[str, ...],
-                         no_index: bool = False) -> Sources:
-    """Indexes in order: --index-url (else the configured mirror, else PyPI), then the extras."""
-    if no_index:
-        primary: list[str] = []
-    elif index_url:
-        primary = [index_url]
-    else:
-        primary = [_configured_index() or PYPI]
+                         no_index: bool = False, cfg: Config | None = None) -> Sources:
+    """Indexes in order: --index-url (else the configured mirror, else PyPI), then the extras.
+
+    Without --index-url, the configured mirror comes first and the other mirrors
+    (ranked by the last `offpkg mirror test`) are its fallbacks.
+    """
+    cfg = cfg or settings()
+    ranked = index_urls(cfg, index_url) if not no_index else []
+    primary = ranked[:1]
+    fallbacks = tuple(ranked[1:])
+    extras = list(extra_index_urls) or list(cfg.get("extra_index_urls") or [])
     links = []
     for f in find_links:
         p = Path(f)
         if "://" not in f and not p.is_dir():
             raise UsageError(f"--find-links {f} is not a folder")
         links.append(str(p.resolve()) if "://" not in f else f)
-    return Sources(tuple(primary + list(extra_index_urls)), tuple(links))
+    sources = Sources(tuple(primary + extras), tuple(links))
+    if fallbacks and "fallbacks" in Sources.__dataclass_fields__:
+        from dataclasses import replace
 
-
-def _configured_index() -> str | None:
-    """The index from offpkg's configuration (mirror/index_url), if the config module is present."""
-    try:
-        from ..config import load
-        from ..mirrors import index_urls
-    except ImportError:
-        return None
-    urls = index_urls(load())
-    return urls[0] if urls else None
+        sources = replace(sources, fallbacks=fallbacks)
+    return sources

@@ -12,7 +12,15 @@ from ..bundle import BundleOptions, build_bundle
 from ..cache import Cache
 from ..options import backend_option, cache_option, force_option, index_options, json_option, target_options
 from ..resolve import collect_requirements
-from ._common import UIEvents, sources_from_options, targets_from_options
+from ._common import UIEvents, settings, sources_from_options, targets_from_options
+
+
+def _is_torch(requirement: str) -> bool:
+    from packaging.requirements import Requirement
+
+    from ..cuda import is_torch_family
+
+    return is_torch_family(Requirement(requirement).name)
 
 
 @click.command()
@@ -52,8 +60,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     """
     ui.state.json = as_json
     t0 = time.monotonic()
-    targets = targets_from_options(target_files, python_version, platforms)
-    sources = sources_from_options(index_url, extra_index_url, find_links)
+    cfg = settings()
+    targets = targets_from_options(target_files, python_version, platforms, cfg)
+    sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)
+    backend = backend or cfg.get("backend")
+    cache_dir = cache_dir or cfg.get("cache_dir")
     requirements: list[str] = []
     if stack:
         from ..stacks import get_stack
@@ -71,6 +82,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
                          force=force, tools=tools, stack=stack)
+    if cuda is None and any(_is_torch(r) for r in requirements):
+        # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
+        # so a bundle never gets PyPI's CUDA build by accident.
+        cuda = cfg.get("cuda") or "auto"
     if cuda:
         from ..cudabundle import apply_cuda
 

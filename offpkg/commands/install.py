@@ -7,7 +7,7 @@ import click
 from .. import ui
 from ..install import install_bundle
 from ..options import backend_option, json_option
-from ._common import UIEvents
+from ._common import UIEvents, settings
 
 
 @click.command()
@@ -39,6 +39,7 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         return
     if not venv:
         raise click.UsageError("give --venv PATH (or --conda-prefix PATH)")
+    backend = backend or settings().get("backend")
     with ui.reporter() as r:
         res = install_bundle(Path(bundle), Path(venv), python=Path(python) if python else None, upgrade=upgrade,
                              backend=backend, force=force, system_site_packages=system_site_packages,
