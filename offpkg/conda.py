@@ -42,8 +42,8 @@ from .events import Events
 __all__ = [
     "FORMATS", "CondaError", "NotACondaEnvError", "EditablePackagesError", "ModifiedEnvironmentError",
     "PrefixNotRewrittenError", "PackResult", "InstallReport", "host_subdir", "env_platform", "env_python",
-    "conda_records", "pip_packages", "resolve_env_name", "pack_env", "install_packed", "write_offline_condarc",
-    "OFFLINE_CONDARC",
+    "conda_records", "pip_packages", "conda_python_dists", "resolve_env_name", "pack_env", "install_packed",
+    "write_offline_condarc", "OFFLINE_CONDARC",
 ]
 
 # The formats offpkg offers (conda-pack knows more; these are the ones install_packed reads back).
@@ -289,6 +289,25 @@ def pip_packages(prefix: Path) -> list[tuple[str, str]]:
     --pip-as-wheels`` carries them as wheels instead of inside the conda archive.
     """
     return sorted({_dist_name_version(d) for d in _pip_dists(Path(prefix))}, key=lambda nv: nv[0].lower())
+
+
+def conda_python_dists(prefix: Path) -> list[tuple[str, str]]:
+    """(name, version) of the Python distributions conda packages installed (their dist-info is owned).
+
+    ``offpkg bundle --pip-as-wheels`` pins these as constraints, so the wheels it
+    resolves for the pip part agree with what conda already provides.
+    """
+    prefix = Path(prefix)
+    records = conda_records(prefix)
+    owned_files, owned_dirs = _owned_paths(records)
+    out = set()
+    for sp in _site_packages_dirs(prefix):
+        for d in sorted(sp.iterdir()):
+            if d.name.endswith((".dist-info", ".egg-info")):
+                rel = d.relative_to(prefix).as_posix()
+                if rel in owned_dirs or rel in owned_files:
+                    out.add(_dist_name_version(d))
+    return sorted(out, key=lambda nv: nv[0].lower())
 
 
 def _pip_files(prefix: Path, records: list[dict[str, Any]]) -> set[str]:
