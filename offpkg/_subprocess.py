@@ -72,9 +72,26 @@ def run(
         raise SubprocessError(
             f"{what or Path(args[0]).name} failed (exit code {proc.returncode})",
             hint=hint,
-            details=redact_text(output[-_REPLAY_CHARS:]),
+            details=redact_text(condense_tracebacks(output)[-_REPLAY_CHARS:]),
         )
     return done
+
+
+def condense_tracebacks(text: str) -> str:
+    """Replace a tool's Python traceback with its last line: users need the error, not the stack."""
+    out: list[str] = []
+    in_tb = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("Traceback (most recent call last):"):
+            in_tb = True
+            continue
+        if in_tb:
+            # Stack frames and source lines are indented; the exception line is not.
+            if line.startswith((" ", "\t")) or not line.strip() or line.startswith(("During handling", "The above exception")):
+                continue
+            in_tb = False
+        out.append(line)
+    return "\n".join(out)
 
 
 def isolated_env(extra: Mapping[str, str] | None = None, *, home: str | None = None) -> dict[str, str]:

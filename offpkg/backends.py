@@ -28,10 +28,15 @@ from .target import Target
 
 @dataclass(frozen=True)
 class Sources:
-    """Where packages come from: ordered indexes (first is primary) and find-links folders."""
+    """Where packages come from: ordered indexes (first is primary) and find-links folders.
+
+    ``fallbacks`` are alternate mirrors of the primary index, in order: used only
+    when the primary fails (offpkg.resolve.lock, offpkg.index, offpkg.fetch).
+    """
 
     index_urls: tuple[str, ...]
     find_links: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = ()
 
     def pip_args(self) -> list[str]:
         args: list[str] = []
@@ -197,6 +202,9 @@ class PipBackend:
                 workdir: Path) -> list[Pin]:
         host = Target.host()
         cross = tuple(target.tags) != tuple(host.tags)
+        if not cross and self.python == sys.executable and _has_piptools():
+            # pip-tools is the pip-side lock for host targets (pip-compile --generate-hashes).
+            return self._pip_compile(requirements, constraints, sources, workdir)
         prebuilt = workdir / "prebuilt"
         prebuilt.mkdir(exist_ok=True)
         tried: set[str] = set()
@@ -230,6 +238,19 @@ class PipBackend:
             return [Pin(canonicalize_name(i["metadata"]["name"]), i["metadata"]["version"]) for i in data["install"]]
         raise ResolutionError("pip kept failing after building sdists for the target")
 
+    def _pip_compile(self, requirements: Path, constraints: list[Path], sources: Sources, workdir: Path) -> list[Pin]:
+        out = workdir / "pip-compile.txt"
+        argv = [self.python, "-m", "piptools", "compile", "--generate-hashes", "--no-header", "--no-annotate",
+                "--strip-extras", "--quiet", "--no-emit-index-url", "--output-file", str(out), str(requirements)]
+        for c in constraints:
+            argv += ["--constraint", str(c)]
+        argv += sources.pip_args()
+        try:
+            run(argv, env=self._env(workdir), what="resolving with pip-compile (pip-tools)")
+        except SubprocessError as exc:
+            raise _resolution_error(exc, "pip") from None
+        return _parse_pins(out.read_text(encoding="utf-8"))
+
     def _prebuild(self, name: str, sources: Sources, outdir: Path, workdir: Path) -> bool:
         """Download the newest sdist of ``name`` and build it; True if a pure-Python wheel came out."""
         dl = workdir / f"sdist-{canonicalize_name(name)}"
@@ -261,6 +282,12 @@ class PipBackend:
         run([str(python), "-Im", "pip", "install", "--no-index", "--find-links", str(wheels), "--require-hashes",
              "--only-binary", ":all:", "--no-cache-dir", "--no-input", "-r", str(requirements)],
             env=self._env(workdir), what="installing with pip")
+
+
+def _has_piptools() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("piptools") is not None
 
 
 def _new_wheel(outdir: Path, before: set[Path], sdist: Path) -> Path:

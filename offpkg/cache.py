@@ -3,8 +3,11 @@
 Layout: ``CACHE/files/<sha256[:2]>/<sha256>/<filename>``. A file is only ever
 placed under its final name after its bytes were hashed and matched; temporaries
 live beside it (``<filename>.part``) so ``os.replace`` is atomic. Every entry is
-guarded by a file lock (filelock), so two offpkg runs sharing a cache are safe,
-and a ``.part`` left by a killed run is found and resumed (or removed) by the next.
+guarded by a file lock (filelock), so two offpkg runs sharing a cache are safe:
+the second waits for the first and then finds the verified file. A ``.part``
+left by a killed run (``kill -9``) is resumed by the next download of the same
+file (with HTTP Range, and re-verified as a whole); :meth:`Cache.clean_stale`
+removes those nobody came back for, and temporaries of dead processes.
 
 Entries are re-hashed whenever they are used: a cache on a flaky disk must never
 put a corrupt wheel into a bundle (pip#3127, #3792).
@@ -13,6 +16,7 @@ put a corrupt wheel into a bundle (pip#3127, #3792).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import platformdirs
@@ -63,13 +67,22 @@ class Cache:
             return []
         return sorted(base.glob(f"*/*/{filename}"))
 
-    def clean_stale(self) -> int:
-        """Remove ``.part`` files of dead runs (those whose entry lock is free). Returns count."""
+    def clean_stale(self, max_age: float = 3 * 86400) -> int:
+        """Remove temporaries of dead runs; returns how many.
+
+        - ``.part`` files older than ``max_age`` whose entry lock is free (younger
+          ones are kept: the next download of that file resumes them);
+        - files in ``unhashed/`` written by processes that are gone.
+        """
         removed = 0
         base = self.root / "files"
-        if not base.is_dir():
-            return 0
-        for part in base.glob("*/*/*.part"):
+        now = time.time()
+        for part in base.glob("*/*/*.part") if base.is_dir() else ():
+            try:
+                if now - part.stat().st_mtime < max_age:
+                    continue
+            except OSError:
+                continue
             lock = FileLock(str(part.parent / ".lock"), timeout=0)
             try:
                 with lock:
@@ -77,7 +90,34 @@ class Cache:
                     removed += 1
             except Timeout:
                 continue  # another run is downloading it right now
+        unhashed = self.root / "unhashed"
+        for tmp in unhashed.iterdir() if unhashed.is_dir() else ():
+            pid = tmp.name.split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+                removed += 1
         return removed
+
+    def verify_all(self) -> list[Path]:
+        """Every file under a final name whose bytes do not match its entry's sha256 (should be none)."""
+        bad = []
+        base = self.root / "files"
+        for p in base.glob("*/*/*") if base.is_dir() else ():
+            if p.name == ".lock" or p.name.endswith(".part") or not p.is_file():
+                continue
+            if sha256_file(p)[0] != p.parent.name:
+                bad.append(p)
+        return bad
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def acquire(lock: FileLock, what: str) -> FileLock:

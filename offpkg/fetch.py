@@ -2,21 +2,33 @@
 
 Each file is streamed to ``<name>.part`` beside its final cache path while being
 hashed, fsynced, compared with the index's sha256 and only then ``os.replace``d
-into place. Connection errors, timeouts and 5xx answers are retried with
-jittered exponential backoff, resuming with an HTTP Range request where the
-server allows it; after the retries the next mirror is tried. A hash mismatch is
-fatal for that file: the bytes are deleted and no other mirror is asked to "fix"
-it. An overall deadline bounds the whole run.
+into place, so a file under its final name is always complete and verified.
+
+Faults: connection errors, resets, timeouts (a stalled server: no byte within
+``timeout``) and 5xx/429 answers are retried with jittered exponential backoff,
+resuming with an HTTP Range request where the server allows it (and starting
+over where it does not). After the retries the same file is tried on the other
+mirrors: first ``FetchRequest.alternates``, then the same filename *with the
+same sha256* looked up on the mirrors the file's index has (``DistFile.mirrors``).
+
+A hash mismatch is fatal for that file: the bytes are deleted and no other
+mirror is asked to "fix" it. The one exception is a file spliced together from
+several responses (a resumed ``.part``): it is downloaded once more from zero,
+from the same URL, before the mismatch is final. An overall deadline bounds the
+whole run; the first fatal error stops the other downloads. A full disk is an
+:class:`~offpkg.errors.EnvironmentProblem` (exit code 10) and leaves no ``.part``.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import random
 import shutil
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,12 +36,14 @@ from pathlib import Path
 import requests
 
 from .cache import Cache, acquire
-from .errors import HashMismatchError, InputError, NetworkError
-from .hashing import CHUNK, sha256_file
-from .index import DistFile, make_session
+from .errors import EnvironmentProblem, HashMismatchError, InputError, NetworkError
+from .hashing import sha256_file
+from .index import RETRY_STATUS, DistFile, IndexClient, make_session
 from .redact import redact_url
 
-RETRY_STATUS = {429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 527}
+# Network reads: small enough that a throttled or stalled server is noticed
+# (and a killed run leaves most of what it received in the .part).
+NET_CHUNK = 64 << 10
 
 
 @dataclass
@@ -37,15 +51,16 @@ class FetchPolicy:
     retries: int = 4
     backoff: float = 0.25  # first delay in seconds; doubles, with jitter
     max_backoff: float = 8.0
-    timeout: float = 30.0  # connect/read timeout of one request
-    deadline: float = 6 * 3600.0  # the whole run
+    timeout: float = 30.0  # connect timeout, and the longest silence while reading
+    deadline: float = 6 * 3600.0  # the whole run, retries and mirrors included
     workers: int = 8
 
 
 @dataclass
 class FetchRequest:
     file: DistFile
-    # The same file on other mirrors, tried in order after the primary fails.
+    # The same file on other mirrors, tried in order after the primary fails
+    # (before the mirrors looked up through ``file.mirrors``).
     alternates: list[str] = field(default_factory=list)
 
 
@@ -60,30 +75,70 @@ class Fetched:
 
 
 class _Retryable(Exception):
-    pass
+    """This attempt failed in a way another attempt (or mirror) may not."""
+
+
+class _UrlFailed(Exception):
+    """This URL cannot serve the file (4xx): no retries, but another mirror may."""
+
+
+class _Aborted(Exception):
+    """Another download failed fatally; this one stops."""
+
+
+class _Partial:
+    """The bytes of ``<name>.part`` so far, with their running hash."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.have = 0
+        self.h = hashlib.sha256()
+        self.spliced = False  # bytes from more than one response (or an earlier run)
+
+    def load(self) -> None:
+        if self.path.exists():
+            with open(self.path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    self.h.update(chunk)
+                    self.have += len(chunk)
+            self.spliced = self.have > 0
+
+    def reset(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.have = 0
+        self.h = hashlib.sha256()
+        self.spliced = False
 
 
 class Fetcher:
+    """Downloads files into the cache. ``client`` looks up alternates on other mirrors."""
+
     def __init__(self, cache: Cache, policy: FetchPolicy | None = None, session: requests.Session | None = None,
-                 progress: Callable[[int], None] | None = None, warn: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, warn: Callable[[str], None] | None = None,
+                 client: IndexClient | None = None) -> None:
         self.cache = cache
         self.policy = policy or FetchPolicy()
         self.session = session or make_session(self.policy.workers * 2)
         self.progress = progress
         self.warn = warn or (lambda msg: None)
+        self.client = client
         self._start = time.monotonic()
+        self._abort = threading.Event()
 
     # ------------------------------------------------------------------ public
     def fetch_all(self, reqs: list[FetchRequest]) -> list[Fetched]:
-        """Fetch every request in parallel; the first fatal error cancels the rest."""
+        """Fetch every request in parallel; the first fatal error stops the rest and is raised."""
         self._start = time.monotonic()
+        self._abort.clear()
         results: list[Fetched | None] = [None] * len(reqs)
-        with ThreadPoolExecutor(max_workers=self.policy.workers) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, self.policy.workers)) as pool:
             futures = {pool.submit(self.fetch, r): i for i, r in enumerate(reqs)}
             try:
                 for fut in as_completed(futures):
                     results[futures[fut]] = fut.result()
             except BaseException:
+                # Stop the downloads in flight too (they check this between chunks).
+                self._abort.set()
                 for f in futures:
                     f.cancel()
                 raise
@@ -104,22 +159,38 @@ class Fetcher:
             hit = self.cache.lookup(f.sha256, f.filename)  # another run may have finished it
             if hit is not None:
                 return Fetched(f.filename, hit, f.sha256, hit.stat().st_size, True, f.url)
-            urls = [f.url] + [u for u in req.alternates if u != f.url]
-            errors = []
-            for url in urls:
+            dest = self.cache.path(f.sha256, f.filename)
+            tried: list[str] = []
+            errors: list[str] = []
+            for url in self._urls(req, tried):
+                tried.append(url)
                 try:
-                    size = self._download(url, self.cache.path(f.sha256, f.filename), f.sha256)
-                    return Fetched(f.filename, self.cache.path(f.sha256, f.filename), f.sha256, size, False, url)
-                except _Retryable as exc:
+                    size = self._download(url, dest, f.sha256)
+                    return Fetched(f.filename, dest, f.sha256, size, False, url)
+                except (_Retryable, _UrlFailed) as exc:
                     errors.append(f"{redact_url(url)}: {exc}")
-                    if len(urls) > 1:
-                        self.warn(f"{f.filename}: {redact_url(url)} failed ({exc}); trying the next mirror")
+                    self.warn(f"{f.filename}: {redact_url(url)} failed ({exc}); trying the next mirror")
             raise NetworkError(f"could not download {f.filename}: " + "; ".join(errors),
                                hint="check the network, or pick another mirror with `offpkg mirror test`")
         finally:
             lock.release()
 
     # ------------------------------------------------------------------ internals
+    def _urls(self, req: FetchRequest, tried: list[str]) -> Iterator[str]:
+        """The primary URL, the given alternates, then the file looked up on its other mirrors (lazily)."""
+        seen: set[str] = set()
+        for url in [req.file.url, *req.alternates]:
+            if url not in seen:
+                seen.add(url)
+                yield url
+        if req.file.mirrors:
+            client = self.client or IndexClient([], session=self.session, timeout=self.policy.timeout)
+            for url in client.alternates(req.file):
+                if url not in seen:
+                    seen.add(url)
+                    self._check_deadline()
+                    yield url
+
     def _from_local(self, f: DistFile, path: Path) -> Fetched:
         if not path.is_file():
             raise InputError(f"{path} does not exist")
@@ -127,12 +198,18 @@ class Fetcher:
         if f.sha256 and digest != f.sha256:
             raise HashMismatchError(f"{f.filename}: sha256 {digest} does not match the index's {f.sha256}")
         dest = self.cache.path(digest, f.filename)
-        if not dest.is_file():
+        if self.cache.lookup(digest, f.filename) is None:
             with acquire(self.cache.lock(digest), f.filename):
-                if not dest.is_file():
+                if self.cache.lookup(digest, f.filename) is None:
                     tmp = dest.with_name(dest.name + ".part")
-                    shutil.copyfile(path, tmp)
-                    os.replace(tmp, dest)
+                    try:
+                        shutil.copyfile(path, tmp)
+                        with open(tmp, "rb+") as fh:
+                            os.fsync(fh.fileno())
+                        os.replace(tmp, dest)
+                    except OSError as exc:
+                        tmp.unlink(missing_ok=True)
+                        raise _disk_error(exc, f.filename, dest.parent) from None
         if self.progress:
             self.progress(size)
         return Fetched(f.filename, dest, digest, size, True, str(path))
@@ -144,7 +221,7 @@ class Fetcher:
                   "it is pinned to the hash of the bytes downloaded now")
         tmpdir = self.cache.root / "unhashed"
         tmpdir.mkdir(parents=True, exist_ok=True)
-        tmp = tmpdir / f"{os.getpid()}-{f.filename}"
+        tmp = tmpdir / f"{os.getpid()}-{threading.get_ident()}-{f.filename}"
         try:
             self._download(f.url, tmp, None)
             digest, size = sha256_file(tmp)
@@ -152,89 +229,143 @@ class Fetcher:
             with acquire(self.cache.lock(digest), f.filename):
                 os.replace(tmp, dest)
             return Fetched(f.filename, dest, digest, size, False, f.url)
+        except (_Retryable, _UrlFailed) as exc:
+            raise NetworkError(f"could not download {f.filename} from {redact_url(f.url)}: {exc}",
+                               hint="check the network, or pick another mirror with `offpkg mirror test`") from None
         finally:
             tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + ".part").unlink(missing_ok=True)
+
+    def _remaining(self) -> float:
+        return self.policy.deadline - (time.monotonic() - self._start)
 
     def _check_deadline(self) -> None:
-        if time.monotonic() - self._start > self.policy.deadline:
-            raise NetworkError(f"downloads did not finish within the deadline of {self.policy.deadline:.0f} s",
-                               hint="raise the deadline or use a faster mirror")
+        if self._abort.is_set():
+            raise _Aborted()
+        if self._remaining() <= 0:
+            raise NetworkError(f"downloads did not finish within the deadline of {self.policy.deadline:g} s",
+                               hint="raise the deadline or use a faster mirror (`offpkg mirror test`); "
+                                    "a rerun resumes the partial downloads")
 
     def _download(self, url: str, dest: Path, sha256: str | None) -> int:
         """Download ``url`` to ``dest`` via ``dest.part``; returns the size. Retries inside."""
-        part = dest.with_name(dest.name + ".part")
-        part.parent.mkdir(parents=True, exist_ok=True)
-        h = hashlib.sha256()
-        have = 0
-        if part.exists():
-            # A .part left by a killed run (we hold the entry lock): resume from it.
-            with open(part, "rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    h.update(chunk)
-                    have += len(chunk)
+        part = _Partial(dest.with_name(dest.name + ".part"))
+        part.path.parent.mkdir(parents=True, exist_ok=True)
+        part.load()  # a .part left by a killed run (we hold the entry lock): resume from it
         attempt = 0
+        restarted = False
         while True:
             self._check_deadline()
             try:
-                have, h = self._stream(url, part, have, h)
-                break
+                self._stream(url, part)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                    _Retryable) as exc:
+                    requests.exceptions.ContentDecodingError, _Retryable) as exc:
                 attempt += 1
                 if attempt > self.policy.retries:
                     raise _Retryable(_describe(exc)) from None
                 delay = min(self.policy.max_backoff, self.policy.backoff * (2 ** (attempt - 1)))
-                time.sleep(delay * (0.5 + random.random()))
-        digest = h.hexdigest()
-        if sha256 and digest != sha256:
-            part.unlink(missing_ok=True)
-            raise HashMismatchError(
-                f"{dest.name}: downloaded bytes have sha256 {digest}, but the index lists {sha256}",
-                hint=f"the file at {redact_url(url)} is corrupt or was tampered with; it was deleted. "
-                     "Report it to the index operator; offpkg never falls back to another mirror for this")
-        with open(part, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(part, dest)
+                delay *= 0.5 + random.random()
+                if delay >= self._remaining():
+                    self._abort.wait(max(0.0, self._remaining()))
+                    self._check_deadline()
+                if self._abort.wait(delay):
+                    raise _Aborted() from None
+                continue
+            except requests.RequestException as exc:  # a bad URL, too many redirects: not this mirror
+                raise _UrlFailed(type(exc).__name__) from None
+            except OSError as exc:  # our side: disk full, permissions
+                part.reset()
+                raise _disk_error(exc, dest.name, dest.parent) from None
+            digest = part.h.hexdigest()
+            if sha256 and digest != sha256:
+                if part.spliced and not restarted:
+                    # Resumed bytes (an earlier run, or a server whose Range answers differ)
+                    # may be the culprit: download it once more from zero, same URL.
+                    self.warn(f"{dest.name}: resumed download does not verify; downloading it again from the start")
+                    part.reset()
+                    restarted = True
+                    continue
+                part.reset()
+                raise HashMismatchError(
+                    f"{dest.name}: downloaded bytes have sha256 {digest}, but the index lists {sha256}",
+                    hint=f"the file at {redact_url(url)} is corrupt or was tampered with; it was deleted. "
+                         "Report it to the index operator; offpkg never falls back to another mirror for this")
+            break
+        try:
+            with open(part.path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part.path, dest)
+        except OSError as exc:
+            part.reset()
+            raise _disk_error(exc, dest.name, dest.parent) from None
         _fsync_dir(dest.parent)
-        return have
+        return part.have
 
-    def _stream(self, url: str, part: Path, have: int, h: "hashlib._Hash") -> tuple[int, "hashlib._Hash"]:
-        headers = {"Range": f"bytes={have}-"} if have else {}
+    def _stream(self, url: str, part: _Partial) -> None:
+        """One GET (resuming with Range when bytes are already there), appended to ``part``."""
+        headers = {"Range": f"bytes={part.have}-"} if part.have else {}
         with self.session.get(url, stream=True, timeout=self.policy.timeout, headers=headers) as r:
             if r.status_code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {r.status_code}")
-            if r.status_code == 416 and have:
+            if r.status_code == 416 and part.have:
                 # Our partial is complete or bogus: start over.
-                part.unlink(missing_ok=True)
+                part.reset()
                 raise _Retryable("HTTP 416 on resume")
             if r.status_code >= 400:
-                raise NetworkError(f"{redact_url(url)} answered HTTP {r.status_code}",
-                                   hint="the index lists a file it cannot serve; try another mirror")
-            if have and r.status_code != 206:
-                have, h = 0, hashlib.sha256()  # server ignored Range: restart from zero
+                raise _UrlFailed(f"HTTP {r.status_code}")
+            if part.have:
+                if r.status_code == 206 and _range_start(r.headers.get("Content-Range")) == part.have:
+                    part.spliced = True
+                else:
+                    part.reset()  # the server ignored Range (or answered another one): from zero
             expected = r.headers.get("Content-Length")
-            total = have + int(expected) if expected and expected.isdigit() else None
-            mode = "ab" if have else "wb"
-            with open(part, mode) as out:
-                for chunk in r.iter_content(CHUNK):
+            total = part.have + int(expected) if expected and expected.isdigit() else None
+            with open(part.path, "ab" if part.have else "wb") as out:
+                for chunk in r.iter_content(NET_CHUNK):
+                    if self._abort.is_set():
+                        raise _Aborted()
                     out.write(chunk)
-                    h.update(chunk)
-                    have += len(chunk)
+                    part.h.update(chunk)
+                    part.have += len(chunk)
                     if self.progress:
                         self.progress(len(chunk))
+                    if self._remaining() <= 0:
+                        out.flush()
+                        self._check_deadline()
                 out.flush()
-            if total is not None and have < total:
-                raise _Retryable(f"connection closed after {have} of {total} bytes")
-        return have, h
+            if total is not None and part.have < total:
+                raise _Retryable(f"connection closed after {part.have} of {total} bytes")
+
+
+def _range_start(content_range: str | None) -> int | None:
+    """The first byte of ``Content-Range: bytes N-M/T``."""
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first = content_range[6:].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else None
+
+
+def _disk_error(exc: OSError, name: str, where: Path) -> EnvironmentProblem:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return EnvironmentProblem(f"no space left on device while writing {name} into the cache {where}",
+                                  hint="free some space, or point OFFPKG_CACHE_DIR (or --cache-dir) at a bigger disk; "
+                                       "nothing half-written was kept")
+    return EnvironmentProblem(f"cannot write {name} into the cache {where}: {exc.strerror or exc}",
+                              hint="check the permissions of the cache directory, or use another --cache-dir")
 
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
         return "connection broken mid-response"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        if "reset" in text.lower():
+            return "connection reset"
+        if "Read timed out" in text:
+            return "timed out"
+        return "connection failed"
     return str(exc)
 
 

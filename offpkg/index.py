@@ -2,6 +2,15 @@
 
 Used after resolution to pick, for every pinned distribution, the one file that
 fits the target best, with the index's own sha256 to verify the download against.
+
+Mirrors: the primary index (the first of ``index_urls``) may have fallbacks,
+alternate mirrors of the same index. A project page that cannot be fetched from
+the primary (connection error, timeout, 5xx, after a few jittered retries) is
+fetched from the next mirror, and a mirror found unreachable is skipped for the
+rest of the run. A 404 is an answer, not a failure: the project is absent.
+Every file found carries the other mirrors (``DistFile.mirrors``) so that a
+download failing later can look the same file up there (:meth:`IndexClient.alternates`);
+only the same filename with the same sha256 is ever accepted from another mirror.
 """
 
 from __future__ import annotations
@@ -9,11 +18,14 @@ from __future__ import annotations
 import html.parser
 import json
 import os
+import random
 import re
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import requests
 from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
@@ -35,6 +47,9 @@ class DistFile:
     yanked: bool = False
     size: int | None = None
     index: str = ""  # the base URL (or folder) it was found in
+    # Other mirrors of the index it was found in, in order: where to look for the
+    # same file (same name, same sha256) when its download fails.
+    mirrors: tuple[str, ...] = ()
 
     @property
     def is_wheel(self) -> bool:
@@ -105,16 +120,62 @@ def _parse_json(data: dict, page_url: str, base: str) -> list[DistFile]:
     return out
 
 
+class IndexUnavailable(NetworkError):
+    """An index could not be reached or failed (connection error, timeout, 5xx): a mirror may help."""
+
+
+# Server errors worth a retry (and then another mirror); 4xx other than 429 are answers.
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 527})
+
+
+def normalise_base(url: str) -> str:
+    """An index base URL ending in ``/`` (before any query string, which is kept)."""
+    if "://" not in url or url.startswith("file://"):
+        return url.rstrip("/") + "/"
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/", parts.query, ""))
+
+
+def project_url(base: str, name: str) -> str:
+    """``base`` + ``<canonical name>/``, keeping the base's query (``?token=`` indexes need it on every page)."""
+    if base.startswith("file://") or "://" not in base:
+        return urljoin(base, canonicalize_name(name) + "/")
+    parts = urlsplit(base)
+    path = urljoin(parts.path, canonicalize_name(name) + "/")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
 class IndexClient:
-    """Looks up the files of a project on a list of indexes and find-links folders."""
+    """Looks up the files of a project on a list of indexes and find-links folders.
+
+    ``fallbacks`` are alternate mirrors of the primary index (``index_urls[0]``),
+    tried in order when the primary fails; ``retries``/``backoff`` bound the
+    jittered retries of one page on one mirror.
+    """
 
     def __init__(self, index_urls: list[str], find_links: list[str] | None = None,
-                 session: requests.Session | None = None, timeout: float = 30.0) -> None:
-        self.index_urls = [u.rstrip("/") + "/" for u in index_urls]
+                 session: requests.Session | None = None, timeout: float = 30.0, *,
+                 fallbacks: list[str] | tuple[str, ...] = (), retries: int = 2, backoff: float = 0.25) -> None:
+        self.index_urls = [normalise_base(u) for u in index_urls]
         self.find_links = list(find_links or [])
         self.session = session or make_session()
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.fallbacks: list[str] = []
+        self.use_fallbacks(fallbacks)
+        # Mirrors found unreachable in this run, and what happened (for the user).
+        self.dead: set[str] = set()
+        self.notes: list[str] = []
+        self._lock = threading.Lock()
         self._local: list[DistFile] | None = None
+
+    def use_fallbacks(self, fallbacks: list[str] | tuple[str, ...]) -> None:
+        """Add alternate mirrors of the primary index (duplicates and the primary itself are ignored)."""
+        for u in fallbacks:
+            b = normalise_base(u)
+            if b not in self.fallbacks and b not in self.index_urls[:1]:
+                self.fallbacks.append(b)
 
     def _local_files(self) -> list[DistFile]:
         if self._local is None:
@@ -132,36 +193,79 @@ class IndexClient:
         return self._local
 
     def project_page(self, base: str, name: str) -> list[DistFile]:
-        url = urljoin(base, canonicalize_name(name) + "/")
+        """The files of ``name`` on one index; [] when it has no such project (404).
+
+        Raises :class:`IndexUnavailable` when the index cannot answer (after retries).
+        """
+        base = normalise_base(base)
+        url = project_url(base, name)
         if url.startswith("file://"):
             path = Path(unquote(urlsplit(url).path))
             for candidate in (path / "index.html", path):
                 if candidate.is_file():
                     return _parse_html(candidate.read_text(encoding="utf-8"), candidate.as_uri(), base)
             return []
-        try:
-            r = self.session.get(url, headers={"Accept": _ACCEPT}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise NetworkError(f"cannot reach the index {redact_url(base)}: {type(exc).__name__}",
-                               hint="check the network or choose another mirror (`offpkg mirror test`)") from None
+        attempt = 0
+        while True:
+            try:
+                r = self.session.get(url, headers={"Accept": _ACCEPT}, timeout=self.timeout)
+            except requests.RequestException as exc:
+                problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
+            else:
+                if r.status_code not in RETRY_STATUS:
+                    break
+                problem = f"HTTP {r.status_code}"
+                r.close()
+            attempt += 1
+            if attempt > self.retries:
+                raise IndexUnavailable(f"cannot reach the index {redact_url(base)} for {name}: {problem}",
+                                       hint="check the network or choose another mirror (`offpkg mirror test`)")
+            time.sleep(min(8.0, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random()))
         if r.status_code == 404:
             return []
         if r.status_code >= 400:
-            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}")
+            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}",
+                               hint="check the index URL and its credentials" if r.status_code in (401, 403) else None)
         ctype = r.headers.get("Content-Type", "")
         if "json" in ctype:
             try:
                 return _parse_json(r.json(), r.url, base)
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, AttributeError):
                 raise NetworkError(f"the index {redact_url(base)} sent malformed JSON for {name}") from None
         return _parse_html(r.text, r.url, base)
+
+    def _group(self, i: int) -> list[str]:
+        """The mirrors that serve index ``i``: the primary's fallbacks follow it."""
+        return [self.index_urls[0], *self.fallbacks] if i == 0 else [self.index_urls[i]]
+
+    def _page_from_mirrors(self, i: int, name: str) -> list[DistFile]:
+        group = self._group(i)
+        if len(group) == 1:
+            return self.project_page(group[0], name)
+        with self._lock:
+            live = [b for b in group if b not in self.dead] or group
+        errors: list[str] = []
+        for base in live:
+            try:
+                files = self.project_page(base, name)
+            except IndexUnavailable as exc:
+                errors.append(exc.message)
+                with self._lock:
+                    if base not in self.dead:
+                        self.dead.add(base)
+                        self.notes.append(f"{exc.message}; using the next mirror for the rest of this run")
+                continue
+            others = tuple(b for b in group if b != base)
+            return [replace(f, mirrors=others) for f in files]
+        raise IndexUnavailable(f"no mirror of the index could be reached for {name}: " + "; ".join(errors),
+                               hint="check the network, or rank the mirrors again with `offpkg mirror test`")
 
     def files(self, name: str) -> list[DistFile]:
         """Every file of ``name`` on every index and find-links folder, in index order."""
         cname = canonicalize_name(name)
         out: list[DistFile] = []
-        for base in self.index_urls:
-            out.extend(self.project_page(base, name))
+        for i in range(len(self.index_urls)):
+            out.extend(self._page_from_mirrors(i, name))
         for f in self._local_files():
             nv = f.name_version()
             if nv and canonicalize_name(nv[0]) == cname:
@@ -171,6 +275,29 @@ class IndexClient:
     def files_many(self, names: list[str], workers: int = 8) -> dict[str, list[DistFile]]:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return dict(zip(names, pool.map(self.files, names)))
+
+    def alternates(self, f: DistFile) -> list[str]:
+        """URLs of the very same file (same filename *and* sha256) on ``f.mirrors``, in order.
+
+        A mirror that lists the filename with another sha256 (or none) is never
+        offered: the bytes must be the ones the lock pinned. Unreachable mirrors are skipped.
+        """
+        nv = f.name_version()
+        if not f.sha256 or not f.mirrors or nv is None:
+            return []
+        urls: list[str] = []
+        for base in f.mirrors:
+            if base in self.dead:
+                continue
+            try:
+                page = self.project_page(base, nv[0])
+            except NetworkError:
+                continue
+            for g in page:
+                if g.filename == f.filename and g.sha256 == f.sha256 and g.url != f.url:
+                    urls.append(g.url)
+                    break
+        return urls
 
 
 def make_session(pool: int = 16) -> requests.Session:

@@ -40,6 +40,8 @@ def _is_torch(requirement: str) -> bool:
 @click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ",
               help="Torch build: auto (from the target's GPU facts), cpu, or a variant such as cu126.")
 @click.option("--torch", "torch_version", default=None, metavar="VERSION", help="Torch release for --cuda planning.")
+@click.option("--torch-index", "torch_index", default=None, metavar="URL", envvar="OFFPKG_TORCH_INDEX",
+              help="Base of the PyTorch wheel index or a mirror of it (variants below it: URL/cu126 ...).")
 @click.option("--tools/--no-tools", default=True, show_default=True,
               help="Carry pip and uv wheels in tools/ for the offline host.")
 @click.option("--verify", "smoke", is_flag=True,
@@ -51,7 +53,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
-           torch_version: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
+           torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
            as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
@@ -89,7 +91,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     if cuda:
         from ..cudabundle import apply_cuda
 
-        apply_cuda(opts, cuda, torch_version)
+        apply_cuda(opts, cuda, torch_version, index_base=torch_index)
     hook = None
     if smoke:
         from ..smoke import smoke_test

@@ -4,7 +4,8 @@ from .bundle import bundle
 from .freeze import freeze
 from .inspect_ import inspect_
 from .install import install
+from .lock import lock
 from .probe import probe
 from .verify import verify
 
-COMMANDS = [probe, freeze, bundle, verify, install, inspect_]
+COMMANDS = [probe, freeze, lock, bundle, verify, install, inspect_]

@@ -30,12 +30,26 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
     ui.state.json = as_json
     if conda_prefix:
         from ..condainstall import install_conda_bundle
+        from ..errors import UsageError
 
-        res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force)
+        if venv or upgrade or system_site_packages:
+            raise UsageError("--conda-prefix installs a new conda environment: it does not go with --venv, "
+                             "--upgrade or --system-site-packages")
+        with ui.reporter() as r:
+            # --python: the interpreter that runs conda-unpack if the environment's own cannot.
+            res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force,
+                                       python=Path(python) if python else None, events=UIEvents(r))
+        for w in res["warnings"]:
+            ui.warn(w)
         if as_json:
             ui.emit_json("install", {"ok": True, **res})
         else:
-            ui.result(f"installed the conda environment into {conda_prefix}")
+            wheels = f", {len(res['wheels'])} wheels with {res['backend']}" if res["wheels"] else ""
+            ui.result(f"installed the conda environment into {res['prefix']} ({res['platform']}, "
+                      f"{res['rewritten']} files relocated{wheels}; offline, hashes checked)")
+            ui.info(f"pip check: {res['pip_check']}")
+            ui.info(f"offline .condarc: {res['condarc']}")
+            ui.info(f"activate it with: source {res['prefix']}/bin/activate (or conda activate {res['prefix']})")
         return
     if not venv:
         raise click.UsageError("give --venv PATH (or --conda-prefix PATH)")

@@ -22,8 +22,12 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
     Prints every problem found and exits 1 if there is any.
     """
     ui.state.json = as_json
-    with ui.spinner(f"verifying {bundle}"):
-        report = verify_bundle(Path(bundle))
+    path = Path(bundle)
+    total = _manifest_total(path)
+    with ui.reporter() as r:
+        r.start("verify", f"verifying {bundle}", total, bytes_=True)
+        report = verify_bundle(path, progress=lambda n: r.advance("verify", n))
+        r.finish("verify")
     payload = report.to_json()
     if report.ok and smoke:
         from ..install import opened_bundle
@@ -47,3 +51,13 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
                                 hint="copy the bundle again from its source, or rebuild it")
     ui.result(f"ok: {bundle}: {report.files_checked} files, {ui.human_size(report.bytes_checked)} verified"
               f" in {report.seconds:.2f} s" + (" + smoke test passed" if smoke else ""))
+
+
+def _manifest_total(path: Path) -> int | None:
+    """Bytes to hash, for the progress bar (None when the manifest cannot be read yet)."""
+    try:
+        from ..manifest import Manifest
+
+        return Manifest.read(path).total_size() if path.is_dir() else None
+    except Exception:
+        return None  # verify_bundle reports the real problem
