@@ -45,3 +45,11 @@ force_option = click.option("--force", is_flag=True, help="Overwrite an existing
 
 cache_option = click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
                             help="Content-addressed download cache (default: the user cache dir).")
+
+requirement_options = _compose(
+    click.argument("reqs", nargs=-1),
+    click.option("-r", "--requirement", "req_files", multiple=True, type=click.Path(dir_okay=False),
+                 help="Requirements file. Repeatable."),
+    click.option("-c", "--constraint", "constraint_files", multiple=True, type=click.Path(dir_okay=False),
+                 help="Constraints file. Repeatable."),
+)

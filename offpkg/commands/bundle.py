@@ -10,7 +10,7 @@ from .. import ui
 from ..backends import get_backend
 from ..bundle import BundleOptions, build_bundle
 from ..cache import Cache
-from ..options import backend_option, cache_option, force_option, index_options, json_option, target_options
+from ..options import requirement_options, backend_option, cache_option, force_option, index_options, json_option, target_options
 from ..resolve import collect_requirements
 from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
@@ -24,11 +24,7 @@ def _is_torch(requirement: str) -> bool:
 
 
 @click.command()
-@click.argument("reqs", nargs=-1)
-@click.option("-r", "--requirement", "req_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Requirements file. Repeatable.")
-@click.option("-c", "--constraint", "constraint_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Constraints file. Repeatable.")
+@requirement_options
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Bundle path: a directory, or one file ending in .tar, .tar.zst or .sh (self-extracting).")
 @target_options

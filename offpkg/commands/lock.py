@@ -10,18 +10,14 @@ from .. import ui
 from ..backends import get_backend
 from ..fsutil import write_text_atomic
 from ..index import IndexClient
-from ..options import backend_option, index_options, json_option, target_options
+from ..options import requirement_options, backend_option, index_options, json_option, target_options
 from ..resolve import collect_requirements, lock as do_lock
 from ..target import Target
 from ._common import settings, sources_from_options, targets_from_options
 
 
 @click.command()
-@click.argument("reqs", nargs=-1)
-@click.option("-r", "--requirement", "req_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Requirements file. Repeatable.")
-@click.option("-c", "--constraint", "constraint_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Constraints file. Repeatable.")
+@requirement_options
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
 @target_options
 @index_options
