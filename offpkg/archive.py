@@ -732,7 +732,8 @@ class _ZipReader:
         """A zip symlink keeps its target as the member's data."""
         if raw.size > MAX_NAME_BYTES:
             raise UnsafeArchiveError(
-                f"unsafe archive {self.path}: member {display_name(raw.name)} is a symbolic link with an overlong target",
+                f"unsafe archive {self.path}: member {display_name(raw.name)} is a symbolic link"
+                " with an overlong target",
                 hint=_HINT_UNSAFE,
             )
         with self.open(raw) as f:
@@ -929,12 +930,13 @@ def safe_extract(
     fmt = detect_format(archive, offset=offset)
     created_parents = _prepare_dest(dest)
     try:
-        tmp = tempfile.mkdtemp(prefix=f".{dest.name}.offpkg-partial-", dir=dest.parent)
+        tmp = tempfile.mkdtemp(prefix=f".{dest.name[:100]}.offpkg-partial-", dir=dest.parent)
     except OSError as e:
         _remove_created(created_parents)
         raise _os_problem(e, f"cannot create a directory next to {dest}") from None
     try:
-        names = _extract_into(archive, fmt, offset, tmp, allow_symlinks, allow_case_collisions, max_total_size, progress)
+        rules = _Rules(allow_symlinks, allow_case_collisions, max_total_size)
+        names = _extract_into(archive, fmt, offset, tmp, rules, progress)
         try:
             os.rename(tmp, dest)  # POSIX replaces an empty directory atomically
         except OSError:
@@ -960,22 +962,22 @@ def _remove_created(created: list[Path]) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class _Rules:
+    allow_symlinks: bool
+    allow_case_collisions: bool
+    max_total_size: int
+
+
 def _extract_into(
-    archive: Path,
-    fmt: str,
-    offset: int,
-    root: str,
-    allow_symlinks: bool,
-    allow_case_collisions: bool,
-    max_total_size: int,
-    progress: OnProgress | None,
+    archive: Path, fmt: str, offset: int, root: str, rules: _Rules, progress: OnProgress | None
 ) -> list[str]:
     def checker() -> _Checker:
         return _Checker(
             archive,
-            allow_symlinks=allow_symlinks,
-            allow_case_collisions=allow_case_collisions,
-            max_total_size=max_total_size,
+            allow_symlinks=rules.allow_symlinks,
+            allow_case_collisions=rules.allow_case_collisions,
+            max_total_size=rules.max_total_size,
         )
 
     # Pass 1: every rule, over every member, before anything is written.
@@ -1094,7 +1096,10 @@ def hash_members(
     archive = Path(archive)
     fmt = detect_format(archive, offset=offset)
     checker = _Checker(
-        archive, allow_symlinks=allow_symlinks, allow_case_collisions=allow_case_collisions, max_total_size=max_total_size
+        archive,
+        allow_symlinks=allow_symlinks,
+        allow_case_collisions=allow_case_collisions,
+        max_total_size=max_total_size,
     )
     result: dict[str, tuple[str, int]] = {}
     links: list[_Member] = []
@@ -1232,7 +1237,8 @@ def _collect(src: Path) -> list[tuple[tuple[str, ...], str, os.stat_result]]:
             parts = (*rel, name)
             if stat.S_ISLNK(st.st_mode):
                 raise InputError(
-                    f"cannot archive {p}: it is a symbolic link; bundle archives hold regular files and directories only",
+                    f"cannot archive {p}: it is a symbolic link;"
+                    " bundle archives hold regular files and directories only",
                     hint="Replace the link with a copy of what it points to (cp -L), or remove it.",
                 )
             if stat.S_ISDIR(st.st_mode):
@@ -1359,7 +1365,7 @@ def write_tar(
         raise UsageError(f"cannot write {out} inside the directory being archived ({src})")
     entries = _collect(src)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name[:100]}.", suffix=".partial", dir=out.parent)
     except OSError as e:
         raise _os_problem(e, f"cannot write next to {out}") from None
     try:

@@ -126,10 +126,7 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
         from .archive import payload_offset
 
         offset = payload_offset(bundle)
-    try:
-        text = read_member(bundle, MANIFEST_NAME, _MAX_SMALL, offset=offset)
-    except KeyError:
-        raise ManifestError(f"{bundle} has no {MANIFEST_NAME}: it is not an offpkg bundle (or it is truncated)") from None
+    text = read_member(bundle, MANIFEST_NAME, _MAX_SMALL, offset=offset)
     manifest = Manifest.loads(text, f"{bundle}:{MANIFEST_NAME}")
     members = hash_members(bundle, offset=offset)
     expected = manifest.all_entries()

@@ -18,10 +18,7 @@ def read_manifest(bundle: Path) -> Manifest:
     from ..archive import payload_offset, read_member
 
     offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-    try:
-        return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
-    except KeyError:
-        raise InputError(f"{bundle} has no {MANIFEST_NAME}: it is not an offpkg bundle") from None
+    return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
 
 
 @click.command("inspect")
