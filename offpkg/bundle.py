@@ -40,8 +40,8 @@ from .cache import Cache
 from .errors import InputError, NoWheelError
 from .events import Events
 from .fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
-from .fsutil import check_output, commit, link_or_copy, staging, write_text_atomic
-from .hashing import sha256_file, sha256_many
+from .fsutil import check_output, commit, link_or_copy, staging
+from .hashing import sha256_file
 from .index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
@@ -357,7 +357,8 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
                 events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
             uv = _tool_selection("uv", t, client)
             if uv is None:
-                events.warn(f"no uv wheel for {t.describe()} on the index: the offline install will use pip")
+                events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
+                            "(offpkg install uses its own uv where it runs)")
             for name, f in (("pip", pip), ("uv", uv)):
                 if f is not None and f.filename not in seen:
                     seen.add(f.filename)

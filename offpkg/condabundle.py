@@ -125,6 +125,9 @@ def add_conda_env(opts: BundleOptions, env: str, pip_as_wheels: bool, events: Ev
     The packed archive lives in a temp folder beside ``opts.output`` until the
     context closes, so ``build_bundle`` must run inside it.
     """
+    from .fsutil import check_output
+
+    check_output(Path(opts.output), opts.force)  # before packing, which takes a while
     prefix = _resolve_prefix(env)
     records = conda.conda_records(prefix)  # refuses a folder that is no conda environment, clearly
     platform = conda.env_platform(prefix)
@@ -148,6 +151,11 @@ def add_conda_env(opts: BundleOptions, env: str, pip_as_wheels: bool, events: Ev
         replaced: list[str] = []
         try:
             res = conda.pack_env(prefix=prefix, output=archive, format=fmt, progress=events, exclude_pip=pip_as_wheels)
+        except conda.EditablePackagesError as exc:
+            # `offpkg bundle` has no --ignore-editable: an editable install cannot travel.
+            exc.hint = ("reinstall them normally (`pip install .` instead of `pip install -e .`) or uninstall "
+                        "them (`pip uninstall NAME`), then bundle again")
+            raise
         except conda.ModifiedEnvironmentError as exc:
             pip_names = {canonicalize_name(n) for n, _ in (pips or conda.pip_packages(prefix))}
             if pip_as_wheels and _replaced_by_pip(exc, pip_names):
@@ -157,9 +165,15 @@ def add_conda_env(opts: BundleOptions, env: str, pip_as_wheels: bool, events: Ev
                 res = conda.pack_env(prefix=prefix, output=archive, format=fmt, progress=events,
                                      exclude_pip=True, ignore_missing_files=True)
             else:
+                # `offpkg bundle` has no --ignore-missing-files: say what works here.
+                fix = ("reinstall those packages with conda (`conda install --force-reinstall NAME`, after "
+                       "`pip uninstall NAME` where pip replaced them)")
                 if pip_names and not pip_as_wheels:
-                    exc.hint = ("carry the packages pip installed as wheels with --pip-as-wheels (conda's copies "
-                                "stay as conda left them, pip's are installed on top again), or " + (exc.hint or ""))
+                    exc.hint = ("bundle with --pip-as-wheels: pip's versions then travel as locked wheels and are "
+                                f"installed over the conda packages again, as in this environment; or {fix}")
+                else:
+                    exc.hint = (f"{fix}; or pack the environment as it is with `offpkg conda pack "
+                                "--ignore-missing-files` and carry that archive yourself")
                 raise
         for w in res.warnings:
             if not (replaced and "--ignore-missing-files" in w):

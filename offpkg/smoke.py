@@ -23,7 +23,7 @@ from typing import Any
 
 from . import __version__
 from ._subprocess import isolated_env, run
-from .errors import OffpkgError, SubprocessError, VerificationError
+from .errors import SubprocessError, VerificationError
 from .manifest import Manifest
 
 
@@ -79,6 +79,10 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
     with tempfile.TemporaryDirectory(prefix="offpkg-smoke-") as tmp:
         venv = Path(tmp) / "venv"
         argv = [*iso, sys.executable, "-m", "offpkg", "install", str(bundle_dir), "--venv", str(venv), "--json"]
+        if manifest.conda is not None:
+            # The whole thing: unpack + relocate the conda env, then the wheels, all with no network.
+            argv = [*iso, sys.executable, "-m", "offpkg", "install", str(bundle_dir), "--conda-prefix", str(venv),
+                    "--json"]
         if python:
             argv += ["--python", str(python)]
         if system_site_packages:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from .errors import InputError, ManifestError, OffpkgError
+from .errors import InputError, OffpkgError
 from .hashing import sha256_many
 from .manifest import MANIFEST_NAME, SUMS_NAME, Manifest
 from .target import Target
@@ -113,7 +113,7 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
     from .hashing import sha256_file
 
     manifest_sha = sha256_file(bundle / MANIFEST_NAME)[0]
-    _check_consistency(manifest, read, manifest_sha, problems)
+    _check_consistency(manifest, read, manifest_sha, problems, bundle)
     return VerifyReport(bundle, False, problems, len(hashes), sum(s for _, s in hashes.values()), manifest)
 
 
@@ -145,7 +145,7 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
             return None
         return read_member(bundle, rel, _MAX_SMALL, offset=offset).decode("utf-8", errors="replace")
 
-    _check_consistency(manifest, read, members.get(MANIFEST_NAME, ("", 0))[0], problems)
+    _check_consistency(manifest, read, members.get(MANIFEST_NAME, ("", 0))[0], problems, bundle)
     return VerifyReport(bundle, False, problems, len(members), sum(s for _, s in members.values()), manifest)
 
 
@@ -171,7 +171,7 @@ def _parse_requirements_txt(text: str) -> dict[str, tuple[str, set[str]]]:
 
 
 def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], manifest_sha: str,
-                       problems: list[str]) -> None:
+                       problems: list[str], bundle: Path) -> None:
     expected = manifest.all_entries()
     # SHA256SUMS: the same digests, plus the manifest's own.
     sums = read(SUMS_NAME)
@@ -244,3 +244,13 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
     for rel in expected:
         if rel.startswith("wheels/") and rel not in {p.path for p in manifest.requirement_packages}:
             problems.append(f"{rel}: in wheels/ but not a locked wheel")
+    if manifest.conda is not None:
+        path = manifest.conda.get("path")
+        if not isinstance(path, str) or path not in expected:
+            problems.append(f"conda: the packed environment {path!r} is not a listed file of the bundle")
+        if not manifest.conda.get("platform"):
+            problems.append("conda: the manifest does not say which platform the environment is for")
+    if manifest.cuda is not None:
+        from .cudabundle import check_manifest
+
+        problems.extend(check_manifest(manifest, bundle))

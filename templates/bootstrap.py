@@ -20,8 +20,6 @@ import tempfile
 import zipfile
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(HERE, "tools"))
-import probe  # noqa: E402  (tools/probe.py: the same probe `offpkg probe` uses)
 
 INCOMPLETE = ".offpkg-incomplete"
 

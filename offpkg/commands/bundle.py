@@ -15,6 +15,17 @@ from ..resolve import collect_requirements
 from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
 
+def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook build_bundle expects
+    """The smoke test run on the finished staging directory (bundle --verify)."""
+    from ..smoke import smoke_test
+
+    def hook(stage: Path, manifest):  # noqa: ANN001 - a Manifest
+        with ui.spinner("smoke test: installing offline into a throwaway venv"):
+            return smoke_test(stage, manifest, stack=stack)
+
+    return hook
+
+
 def _is_torch(requirement: str) -> bool:
     from packaging.requirements import Requirement
 
@@ -88,13 +99,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         from ..cudabundle import apply_cuda
 
         apply_cuda(opts, cuda, torch_version, index_base=torch_index)
-    hook = None
-    if smoke:
-        from ..smoke import smoke_test
-
-        def hook(stage: Path, manifest):  # noqa: ANN001 - manifest type from core
-            with ui.spinner("smoke test: installing offline into a throwaway venv"):
-                return smoke_test(stage, manifest, stack=stack)
+    hook = _smoke_hook(stack) if smoke else None
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
         if conda_env:
@@ -113,7 +118,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
-        "cuda": m.cuda, "verification": m.verification, "backend": opts.backend.name,
+        "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -127,6 +132,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             ["time", f"{payload['seconds']:.1f} s (resolve {res.timings.get('resolve', 0):.1f} s, "
                      f"fetch {res.timings.get('fetch', 0):.1f} s)"],
             *([["cuda", f"{m.cuda.get('variant')} (driver >= {m.cuda.get('min_driver')})"]] if m.cuda else []),
+            *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
+              if m.conda else []),
             *([["verified", "yes" if verified else "NO"]] if smoke else []),
         ])
     if smoke and not verified:
