@@ -658,20 +658,9 @@ def is_cuda_runtime(name: str) -> bool:
     return n.startswith("nvidia-") or n in ("cuda-toolkit", "cuda-bindings", "cuda-python", "cuda-pathfinder")
 
 
-def manifest_record(plan: CudaPlan, *, torch_version: str | None = None, pins: dict[str, str] | None = None,
-                    notes: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
-    """What a bundle manifest records about its torch build (read back by :func:`check_host`).
-
-    ``torch_version`` is the exact release bundled (``plan.torch`` may be a series
-    like ``"2.13"``); ``pins`` the torch-family pins written into the requirements.
-    """
-    label = None if plan.from_pypi else plan.label
+def manifest_record(plan: CudaPlan) -> dict[str, Any]:
+    """What a bundle manifest records about its torch build (read back by :func:`check_host`)."""
     return {
-        "torch_version": torch_version,
-        "label": label,
-        "pins": dict(pins or {}),
-        "notes": list(plan.notes) + [n for n in notes if n not in plan.notes],
-        "reason": plan.reason,
         "variant": plan.variant,
         "torch": plan.torch,
         "cuda": plan.cuda,

@@ -27,6 +27,8 @@ This module never prints; it returns data and raises offpkg errors.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -37,7 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from email.parser import HeaderParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -114,8 +116,19 @@ def apply_cuda(opts: BundleOptions, cuda: str, torch: str | None, *, index_base:
         urls = tuple(opts.sources.index_urls)
         if not any(u.rstrip("/") == choice.plan.index_url.rstrip("/") for u in urls):
             opts.sources = replace(opts.sources, index_urls=urls + (choice.plan.index_url,))
-    opts.cuda = cudaplan.manifest_record(choice.plan, torch_version=choice.version, pins=choice.pins,
-                                         notes=choice.notes)
+    opts.cuda = record(choice)
+
+
+def record(choice: TorchChoice) -> dict[str, Any]:
+    """The manifest's ``cuda`` record: :func:`offpkg.cuda.manifest_record` plus the exact release and the pins."""
+    plan = choice.plan
+    return cudaplan.manifest_record(plan) | {
+        "torch_version": choice.version,  # plan.torch may be a series ("2.13")
+        "label": None if plan.from_pypi else plan.label,
+        "pins": dict(choice.pins),
+        "reason": plan.reason,
+        "notes": list(dict.fromkeys([*plan.notes, *choice.notes])),
+    }
 
 
 # ------------------------------------------------------------------ planning for every target
@@ -268,25 +281,32 @@ def choose(requirements: list[str], targets: list[Target], cuda: str, torch: str
                 raise
             first_error = first_error or exc
             continue
-        version, why_not = _pick_torch(plan, wanted, torch_reqs, targets, index_urls, lookup)
+        version, why_not, conflict = _pick_torch(plan, wanted, torch_reqs, targets, index_urls, lookup)
         if version is None:
+            if len(tried) == 1 and conflict:
+                raise UsageError(why_not, hint="drop the local label (or the version) from the torch requirement: the "
+                                               "build is chosen with --cuda and the release with --torch")
             if len(tried) == 1:
                 raise CudaBundleError(why_not, hint=_no_release_hint(plan, index_urls))
             skipped.append(why_not)
             continue
         if skipped:
-            notes.append("newer torch releases were skipped: " + "; ".join(skipped))
+            notes.append("newer torch releases were skipped: " + _few(skipped))
         pins = _pins(plan, version, family, targets, index_urls, lookup)
         return TorchChoice(plan=plan, version=str(version),
                            pins=pins, requirements=_rewrite(parsed, pins, plan, version), notes=tuple(notes))
     if skipped:
-        raise CudaBundleError("no torch release fits: " + "; ".join(skipped),
+        raise CudaBundleError("no torch release fits: " + _few(skipped),
                               hint="check the index (--torch-index / OFFPKG_TORCH_INDEX), or choose --torch X.Y")
     if first_error is not None:
         # The planner's own message for "no release at all" is the clearest: name what would fit.
         plan_targets(targets, cuda, None, index_base)
         raise first_error
     raise CudaBundleError("no torch release fits the targets")  # pragma: no cover - tried is never empty
+
+
+def _few(reasons: list[str], n: int = 3) -> str:
+    return "; ".join(reasons[:n]) + (f"; and {len(reasons) - n} older releases likewise" if len(reasons) > n else "")
 
 
 def _no_release_hint(plan: cudaplan.CudaPlan, index_urls: tuple[str, ...]) -> str:
@@ -298,7 +318,7 @@ def _no_release_hint(plan: cudaplan.CudaPlan, index_urls: tuple[str, ...]) -> st
 
 
 def _pick_torch(plan: cudaplan.CudaPlan, wanted: str, torch_reqs: list[Requirement], targets: list[Target],
-                index_urls: tuple[str, ...], lookup: _Lookup) -> tuple[Version | None, str]:
+                index_urls: tuple[str, ...], lookup: _Lookup) -> tuple[Version | None, str, bool]:
     """The newest torch of the plan's release on its index that fits every target and the requirements."""
     label = None if plan.from_pypi else plan.variant
     urls = _source_urls(plan, index_urls)
@@ -322,16 +342,16 @@ def _pick_torch(plan: cudaplan.CudaPlan, wanted: str, torch_reqs: list[Requireme
     for v in cands:
         full = Version(_labelled(v, label))
         if all(r.specifier.contains(full, prereleases=True) for r in torch_reqs):
-            return v, ""
+            return v, "", False
     if cands:
         specs = ", ".join(str(r) for r in torch_reqs)
-        return None, (f"{build}: the releases on {where} ({', '.join(_labelled(v, label) for v in cands[:5])}) "
-                      f"do not satisfy the requirement {specs}")
+        return None, (f"the requirement {specs} conflicts with the torch build chosen for the target: {build}, "
+                      f"on {where}: {', '.join(_labelled(v, label) for v in cands[:5])}"), True
     what = f"torch {exact}" if exact else build
     any_series = sorted({v for v in found if ".".join(map(str, v.release[:2])) == series}, reverse=True)
     if exact is not None and any_series:
-        return None, f"{what} {plan.variant} is not on {where} (it has {', '.join(map(str, any_series[:5]))})"
-    return None, f"{what}: no wheel for {' and '.join(t.describe() for t in targets)} on {where}"
+        return None, f"{what} {plan.variant} is not on {where} (it has {', '.join(map(str, any_series[:5]))})", False
+    return None, f"{what}: no wheel for {' and '.join(t.describe() for t in targets)} on {where}", False
 
 
 def _refuse_labelled_twin(files: list[DistFile], plan: cudaplan.CudaPlan, wanted: str) -> None:
@@ -385,16 +405,18 @@ def wheel_metadata(f: DistFile, client: IndexClient, cache: Cache | None = None)
     return _zip_metadata(got.path)
 
 
-def _zip_metadata(path: Path) -> str:
+def _zip_metadata(wheel: Path | IO[bytes], name: str | None = None) -> str:
+    """The ``*.dist-info/METADATA`` of a wheel (a path or an open seekable file)."""
+    name = name or Path(str(getattr(wheel, "name", wheel))).name
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(wheel) as z:
             for n in z.namelist():
                 parts = n.split("/")
                 if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "METADATA":
                     return z.read(n).decode("utf-8", errors="replace")
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise InputError(f"cannot read the metadata of {path.name}: {exc}") from None
-    raise InputError(f"{path.name} has no .dist-info/METADATA: it is not a valid wheel")
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise InputError(f"cannot read the metadata of {name}: {exc}") from None
+    raise InputError(f"{name} has no .dist-info/METADATA: it is not a valid wheel")
 
 
 def _companion(name: str, reqs: list[Requirement], plan: cudaplan.CudaPlan, torch_version: Version,
@@ -555,11 +577,14 @@ def _missing_runtime(manifest: Manifest, family: list[Package], metadata: dict[s
                     continue
                 got = have.get(name)
                 where = f" for {target.describe()}" if len(targets) > 1 else ""
+                via = f" (with its extras {', '.join(sorted(extras))})" if extras else ""
+                wanted = f"{name}{req.specifier}"
                 if got is None:
-                    problems.append(f"{pkg.name} {pkg.version} requires {req}{where}, which is not in the bundle")
+                    problems.append(f"{pkg.name} {pkg.version}{via} requires {wanted}{where}, which is not in the "
+                                    "bundle: the NVIDIA runtime is incomplete")
                     continue
                 if not req.specifier.contains(Version(got.version), prereleases=True):
-                    problems.append(f"{pkg.name} {pkg.version} requires {req}{where}, but the bundle holds "
+                    problems.append(f"{pkg.name} {pkg.version}{via} requires {wanted}{where}, but the bundle holds "
                                     f"{got.name} {got.version}")
                     continue
                 if cudaplan.is_cuda_runtime(name):
@@ -595,8 +620,47 @@ def read_metadata(bundle: Path, packages: list[Package]) -> dict[str, str]:
     return _archive_metadata(bundle, {p.path: p.filename for p in packages})
 
 
+class _Slice(io.RawIOBase):
+    """A read-only, seekable window ``[start, start + size)`` of an open file: a tar member read in place."""
+
+    def __init__(self, f: Any, start: int, size: int) -> None:
+        self.f, self.start, self.size, self.pos = f, start, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, min(self.size, base + pos))
+        return self.pos
+
+    def readinto(self, b: Any) -> int:
+        n = min(len(b), self.size - self.pos)
+        if n <= 0:
+            return 0
+        self.f.seek(self.start + self.pos)
+        data = self.f.read(n)
+        b[:len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+
+def _member_name(ti: tarfile.TarInfo) -> str:
+    return ti.name[2:] if ti.name.startswith("./") else ti.name
+
+
 def _archive_metadata(archive: Path, wanted: dict[str, str]) -> dict[str, str]:
-    """One streaming pass over a bundle archive, copying each wanted wheel to a temp file to read its METADATA."""
+    """{filename: METADATA} of the wanted wheels of a bundle archive.
+
+    A plain tar (or a self-extracting .sh with a tar payload) is read in place; a
+    compressed one in one streaming pass, each wanted wheel copied to a temp file.
+    """
     from .archive import detect_format, payload_offset
 
     out: dict[str, str] = {}
@@ -604,17 +668,28 @@ def _archive_metadata(archive: Path, wanted: dict[str, str]) -> dict[str, str]:
     fmt = detect_format(archive, offset=offset)
     if fmt not in ("tar", "tar.zst", "tar.gz"):
         return out
-    with open(archive, "rb") as raw, tempfile.TemporaryDirectory(prefix="offpkg-meta-") as tmp:
-        raw.seek(offset)
-        stream: Any = raw
-        if fmt == "tar.zst":
-            import zstandard
+    try:
+        with open(archive, "rb") as raw:
+            if fmt == "tar":
+                window = _Slice(raw, offset, archive.stat().st_size - offset)
+                with tarfile.open(fileobj=window, mode="r:") as tf:  # type: ignore[call-overload]
+                    for ti in tf:
+                        name = _member_name(ti)
+                        if name in wanted and ti.isfile():
+                            member = io.BufferedReader(_Slice(raw, offset + ti.offset_data, ti.size))
+                            with contextlib.suppress(InputError):
+                                out[wanted[name]] = _zip_metadata(member, name)
+                return out
+            raw.seek(offset)
+            stream: Any = raw
+            if fmt == "tar.zst":
+                import zstandard
 
-            stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
-        try:
-            with tarfile.open(fileobj=stream, mode="r|gz" if fmt == "tar.gz" else "r|") as tf:
+                stream = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+            with tempfile.TemporaryDirectory(prefix="offpkg-meta-") as tmp, \
+                    tarfile.open(fileobj=stream, mode="r|gz" if fmt == "tar.gz" else "r|") as tf:
                 for ti in tf:
-                    name = ti.name[2:] if ti.name.startswith("./") else ti.name
+                    name = _member_name(ti)
                     if name not in wanted or not ti.isfile():
                         continue
                     src = tf.extractfile(ti)
@@ -623,11 +698,9 @@ def _archive_metadata(archive: Path, wanted: dict[str, str]) -> dict[str, str]:
                     dest = Path(tmp) / "wheel.whl"
                     with open(dest, "wb") as fh:
                         shutil.copyfileobj(src, fh, 1 << 20)
-                    try:
+                    with contextlib.suppress(InputError):
                         out[wanted[name]] = _zip_metadata(dest)
-                    except InputError:
-                        pass
                     dest.unlink()
-        except (tarfile.TarError, OSError, EOFError):
-            pass  # a broken archive is verify's finding; the wheels not read are reported as unreadable
+    except (tarfile.TarError, OSError, EOFError):
+        pass  # a broken archive is verify's own finding; unread wheels are reported as unreadable
     return out
