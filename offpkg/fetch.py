@@ -38,7 +38,7 @@ import requests
 from .cache import Cache, acquire
 from .errors import EnvironmentProblem, HashMismatchError, InputError, NetworkError
 from .hashing import sha256_file
-from .index import RETRY_STATUS, DistFile, IndexClient, make_session
+from .index import RETRY_STATUS, DistFile, IndexClient, make_session, register_url_secrets, url_auth
 from .redact import redact_url
 
 # Network reads: small enough that a throttled or stalled server is noticed
@@ -304,7 +304,9 @@ class Fetcher:
     def _stream(self, url: str, part: _Partial) -> None:
         """One GET (resuming with Range when bytes are already there), appended to ``part``."""
         headers = {"Range": f"bytes={part.have}-"} if part.have else {}
-        with self.session.get(url, stream=True, timeout=self.policy.timeout, headers=headers) as r:
+        register_url_secrets(url)  # a presigned URL's signature must not reach a debug log
+        with self.session.get(url, stream=True, timeout=self.policy.timeout, headers=headers,
+                              auth=url_auth(url)) as r:
             if r.status_code in RETRY_STATUS:
                 raise _Retryable(f"HTTP {r.status_code}")
             if r.status_code == 416 and part.have:
@@ -320,21 +322,25 @@ class Fetcher:
                     part.reset()  # the server ignored Range (or answered another one): from zero
             expected = r.headers.get("Content-Length")
             total = part.have + int(expected) if expected and expected.isdigit() else None
+            of_total = f" of {total}" if total is not None else ""
             with open(part.path, "ab" if part.have else "wb") as out:
-                for chunk in r.iter_content(NET_CHUNK):
-                    if self._abort.is_set():
-                        raise _Aborted()
-                    out.write(chunk)
-                    part.h.update(chunk)
-                    part.have += len(chunk)
-                    if self.progress:
-                        self.progress(len(chunk))
-                    if self._remaining() <= 0:
-                        out.flush()
-                        self._check_deadline()
+                try:
+                    for chunk in r.iter_content(NET_CHUNK):
+                        if self._abort.is_set():
+                            raise _Aborted()
+                        out.write(chunk)
+                        part.h.update(chunk)
+                        part.have += len(chunk)
+                        if self.progress:
+                            self.progress(len(chunk))
+                        if self._remaining() <= 0:
+                            out.flush()
+                            self._check_deadline()
+                except requests.exceptions.ChunkedEncodingError:
+                    raise _Retryable(f"connection closed after {part.have}{of_total} bytes") from None
                 out.flush()
             if total is not None and part.have < total:
-                raise _Retryable(f"connection closed after {part.have} of {total} bytes")
+                raise _Retryable(f"connection closed after {part.have}{of_total} bytes")
 
 
 def _range_start(content_range: str | None) -> int | None:

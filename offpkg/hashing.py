@@ -39,8 +39,18 @@ def default_workers() -> int:
 def sha256_many(
     paths: Iterable[Path], *, workers: int | None = None, progress: Callable[[int], None] | None = None
 ) -> dict[Path, tuple[str, int]]:
-    """Hash many files in parallel; returns {path: (sha256, size)}."""
+    """Hash many files in parallel; returns {path: (sha256, size)} in the order given."""
     paths = list(paths)
+    # Largest first (LPT scheduling): a bundle's few huge wheels (torch, cudnn) hashed
+    # last would leave the other threads idle; one file is hashed by one thread only.
+    order = sorted(paths, key=_size, reverse=True)
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        results = pool.map(lambda p: sha256_file(p, progress), paths)
-        return dict(zip(paths, results))
+        done = dict(zip(order, pool.map(lambda p: sha256_file(p, progress), order)))
+    return {p: done[p] for p in paths}
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0  # hashing it raises the real error

@@ -33,7 +33,9 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonic
 from packaging.version import InvalidVersion, Version
 
 from .errors import InputError, NetworkError
-from .redact import redact_url
+import logging
+
+from .redact import redact_text, redact_url, register_secret, secrets_in_url
 
 _ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
 
@@ -99,8 +101,10 @@ def _parse_html(text: str, page_url: str, base: str) -> list[DistFile]:
         if not href:
             continue
         url = urljoin(page_url, href)
+        register_url_secrets(url)
         path, _, frag = url.partition("#")
-        filename = unquote(path.rsplit("/", 1)[-1])
+        # The name is the last path segment: a presigned link's ?X-Amz-Signature=... is not part of it.
+        filename = unquote(urlsplit(path).path.rsplit("/", 1)[-1])
         sha = None
         m = re.match(r"sha256=([0-9a-fA-F]{64})", frag)
         if m:
@@ -114,6 +118,7 @@ def _parse_json(data: dict, page_url: str, base: str) -> list[DistFile]:
     out = []
     for f in data.get("files", []):
         url = urljoin(page_url, f["url"])
+        register_url_secrets(url)
         sha = (f.get("hashes") or {}).get("sha256")
         out.append(DistFile(f["filename"], url.partition("#")[0], sha.lower() if sha else None,
                             f.get("requires-python"), bool(f.get("yanked")), f.get("size"), base))
@@ -156,6 +161,8 @@ class IndexClient:
     def __init__(self, index_urls: list[str], find_links: list[str] | None = None,
                  session: requests.Session | None = None, timeout: float = 30.0, *,
                  fallbacks: list[str] | tuple[str, ...] = (), retries: int = 2, backoff: float = 0.25) -> None:
+        for u in [*index_urls, *fallbacks]:
+            register_url_secrets(u)
         self.index_urls = [normalise_base(u) for u in index_urls]
         self.find_links = list(find_links or [])
         self.session = session or make_session()
@@ -208,7 +215,7 @@ class IndexClient:
         attempt = 0
         while True:
             try:
-                r = self.session.get(url, headers={"Accept": _ACCEPT}, timeout=self.timeout)
+                r = self.session.get(url, headers={"Accept": _ACCEPT}, timeout=self.timeout, auth=url_auth(url))
             except requests.RequestException as exc:
                 problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
             else:
@@ -300,6 +307,53 @@ class IndexClient:
         return urls
 
 
+def register_url_secrets(url: str) -> None:
+    """Remember the secrets of ``url`` (userinfo, tokens, signatures) so no text or log shows them."""
+    for secret in secrets_in_url(url):
+        register_secret(secret)
+
+
+def url_auth(url: str) -> tuple[str, str] | None:
+    """HTTP basic auth from the URL's userinfo, ``token@`` and ``token:@`` included.
+
+    requests drops a userinfo without a password (``token@host``) silently; pip
+    and uv send it as the user name with an empty password, and so does offpkg.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.username is None:
+        return None
+    return unquote(parts.username), unquote(parts.password or "")
+
+
+class _RedactLogs(logging.Filter):
+    """urllib3's debug log prints request lines (``GET /simple/x/?token=...``): redact them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken log call is not ours to fix
+            return True
+        clean = redact_text(msg)
+        if clean != msg:
+            record.msg, record.args = clean, None
+        return True
+
+
+_LOG_FILTER = _RedactLogs()
+
+
+def redact_library_logs() -> None:
+    """Put the redacting filter on the loggers of the HTTP stack (filters do not propagate)."""
+    for name in ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.response",
+                 "urllib3.util.retry", "urllib3.poolmanager", "requests"):
+        logger = logging.getLogger(name)
+        if _LOG_FILTER not in logger.filters:
+            logger.addFilter(_LOG_FILTER)
+
+
 def make_session(pool: int = 16) -> requests.Session:
     s = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
@@ -311,6 +365,7 @@ def make_session(pool: int = 16) -> requests.Session:
     if cert and os.path.exists(cert):
         s.verify = cert
     s.trust_env = True
+    redact_library_logs()
     return s
 
 

@@ -174,10 +174,53 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
          client: IndexClient, workdir: Path) -> list[Selection]:
     reqfile = workdir / "requirements.in"
     reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
-    try:
-        pins = backend.resolve(reqfile, constraints, target, sources, workdir)
-    except PackageResolutionError as exc:
-        raise _classify(exc, target, client) from None
+    # Mirror fallback: when the resolver fails because the primary index cannot be
+    # reached (connection error, timeout, 5xx), resolve again with the next mirror
+    # as the primary. Whether it was unreachable is asked of the index itself (one
+    # project page, with retries), not guessed from uv's or pip's wording.
+    from dataclasses import replace as _replace
+
+    from .errors import NetworkError, ResolutionError, SubprocessError
+    from .index import IndexUnavailable, normalise_base
+
+    client.use_fallbacks(sources.fallbacks)
+    mirrors = [*sources.index_urls[:1], *sources.fallbacks] if sources.index_urls else []
+    attempts = [_replace(sources, index_urls=(m, *sources.index_urls[1:]),
+                         fallbacks=tuple(x for x in mirrors if x != m)) for m in mirrors] or [sources]
+    probe_name = Requirement(requirements[0]).name if requirements else "pip"
+
+    def reachable(n: int, primary: str | None) -> bool:
+        """False (and the mirror marked dead) when ``primary`` cannot answer; raises if it was the last."""
+        if primary is None or "://" not in primary or primary.startswith("file:"):
+            return True
+        try:
+            client.project_page(primary, probe_name)
+        except IndexUnavailable as down:
+            client.dead.add(primary)
+            if n < len(attempts) - 1:
+                client.notes.append(f"{down.message}; resolving with the next mirror")
+                return False
+            # Not a resolution problem: say that the index is down (exit code 5).
+            raise IndexUnavailable(down.message + (" (nor any fallback mirror)" if n else ""),
+                                   hint=down.hint) from None
+        except NetworkError:
+            pass  # it answers (401, 403...): the resolver will say what is wrong
+        return True
+
+    for n, src in enumerate(attempts):
+        primary = normalise_base(src.index_urls[0]) if src.index_urls else None
+        # A dead primary costs uv/pip several retries (minutes if it stalls): ask it once first.
+        if primary in client.dead and n < len(attempts) - 1 or not reachable(n, primary):
+            continue
+        try:
+            pins = backend.resolve(reqfile, constraints, target, src, workdir)
+            break
+        except (ResolutionError, SubprocessError) as exc:
+            if not reachable(n, primary):  # it went down while the resolver ran
+                continue
+            if isinstance(exc, PackageResolutionError):
+                raise _classify(exc, target, client) from None
+            raise
     files = client.files_many([p.name for p in pins])
     ranks = target.tag_rank()
     return [select_file(p, files[p.name], target, ranks) for p in pins]

@@ -14,16 +14,20 @@ from __future__ import annotations
 import html
 import http.server
 import json
+import os
 import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from .errors import InputError, UsageError, VerificationError
 from .manifest import Manifest, Package
+from .redact import redact_url
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -207,6 +211,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _page(self, rest: str, query: dict[str, list[str]], send_body: bool) -> None:
         fmt = query.get("format", [None])[0]
+        if fmt:
+            fmt = fmt.replace(" ", "+")  # an unencoded '+' in ?format=...v1+json arrives as a space
         ctype = negotiate(fmt or self.headers.get("Accept"))
         if ctype is None:
             return self._plain(406, f"not acceptable; this index offers {JSON_TYPE}, {HTML_TYPE} and text/html\n",
@@ -266,7 +272,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        self.server.log(f'{self.client_address[0]} "{_printable(self.requestline)}" {code}')
+        # Secrets in a query string (?token=...) are masked; control characters escaped.
+        method, _, rest = self.requestline.partition(" ")
+        target, _, proto = rest.rpartition(" ") if " " in rest else (rest, "", "")
+        if target.startswith("/"):
+            target = redact_url("http://offpkg" + target)[len("http://offpkg"):]
+        line = " ".join(x for x in (method, target, proto) if x)
+        self.server.log(f'{self.client_address[0]} "{_printable(line)}" {code}')
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
         self.server.log(_printable(format % args))
@@ -303,3 +315,130 @@ class IndexServer(http.server.ThreadingHTTPServer):
     def url(self, host: str) -> str:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}/simple/"
+
+
+# ------------------------------------------------------------------ offpkg index: the static tree in the bundle
+
+_TMP_PREFIX = ".offpkg-index-"
+
+
+@dataclass
+class IndexResult:
+    bundle: Path
+    manifest: Manifest
+    written: list[str]  # bundle-relative paths of the index files
+    projects: int
+
+
+def _tolerable(problem: str) -> bool:
+    """Verification problems that re-indexing repairs: an earlier run of `offpkg index` was interrupted."""
+    return problem.startswith((f"{INDEX_DIR}/", "SHA256SUMS:"))
+
+
+def write_static_index(bundle_dir: Path) -> IndexResult:
+    """Write ``simple/`` into a bundle directory and list every new file in offpkg.json and SHA256SUMS.
+
+    The bundle is verified first (wheels, files, locks). The new tree and the new
+    manifest are written in a temporary directory inside the bundle; ``simple/`` is
+    swapped in, and offpkg.json then SHA256SUMS are replaced last, each atomically.
+    Running it again regenerates the index (also after an interrupted run).
+    """
+    from .bundle import write_manifest
+    from .fsutil import remove
+    from .hashing import sha256_file
+    from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry
+    from .verify import verify_bundle
+
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a bundle directory")
+    for leftover in root.glob(_TMP_PREFIX + "*"):
+        remove(leftover)  # from an interrupted run
+    report = verify_bundle(root)
+    blocking = [p for p in report.problems if not _tolerable(p)]
+    if blocking:
+        raise VerificationError(f"{root} failed verification; not indexing it", blocking,
+                                hint="copy the bundle again from its source, or rebuild it")
+    manifest = report.manifest
+    assert manifest is not None
+    texts = static_files(manifest)
+    work = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX + "new-", dir=root))
+    old = root / f"{_TMP_PREFIX}old"
+    try:
+        entries = []
+        for rel, text in sorted(texts.items()):
+            p = work / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(text.encode("utf-8"))
+            digest, size = sha256_file(p)
+            entries.append(FileEntry(rel, digest, size))
+        kept = tuple(f for f in manifest.files if not is_index_path(f.path))
+        new = replace(manifest, files=kept + tuple(entries))
+        write_manifest(work, new)
+        for name in (MANIFEST_NAME, SUMS_NAME):
+            with open(work / name, "rb") as f:
+                os.fsync(f.fileno())
+        # Swap: simple/ first, then the manifest, then SHA256SUMS last.
+        if (root / INDEX_DIR).exists() or (root / INDEX_DIR).is_symlink():
+            os.replace(root / INDEX_DIR, old)
+        os.replace(work / INDEX_DIR, root / INDEX_DIR)
+        os.replace(work / MANIFEST_NAME, root / MANIFEST_NAME)
+        os.replace(work / SUMS_NAME, root / SUMS_NAME)
+    finally:
+        remove(work)
+        remove(old)
+    return IndexResult(root, new, sorted(texts), len(projects(new)))
+
+
+def index_bundle(src: Path, output: Path | None = None, force: bool = False) -> IndexResult:
+    """``offpkg index``: in place for a bundle directory; into ``output`` (any bundle kind) otherwise."""
+    from .bundle import output_kind
+    from .fsutil import check_output, commit, link_or_copy, staging
+    from .install import opened_bundle
+
+    src = Path(src)
+    if not src.exists():
+        raise InputError(f"{src} does not exist", hint="give the path of a bundle directory or archive")
+    if output is None:
+        if not src.is_dir():
+            raise UsageError(f"{src} is an archive; `offpkg index` writes into a bundle directory",
+                             hint=f"write a new bundle with the index: offpkg index {src} -o NEW{_suffix(src)} "
+                                  "(or a directory), or extract it first")
+        return write_static_index(src)
+    output = Path(output)
+    check_output(output, force)
+    kind = output_kind(output)
+    with opened_bundle(src) as bdir, staging(output, directory=True) as tmp:
+        stage = tmp / "bundle"
+        stage.mkdir()
+        # Hard links where possible: the copy is only read, and every file we change is replaced, not rewritten.
+        for p in sorted(bdir.rglob("*")):
+            rel = p.relative_to(bdir)
+            if p.is_dir() and not p.is_symlink():
+                (stage / rel).mkdir(parents=True, exist_ok=True)
+            elif p.is_file() and not p.is_symlink():
+                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                link_or_copy(p, stage / rel)
+        result = write_static_index(stage)
+        if kind == "dir":
+            commit(stage, output, force)
+        else:
+            archive = tmp / output.name
+            if kind == "sh":
+                from .selfextract import write_self_extracting
+
+                write_self_extracting(stage, archive)
+            else:
+                from .archive import write_tar
+
+                write_tar(stage, archive, compression="zst" if kind == "tar.zst" else None)
+            commit(archive, output, force)
+    result.bundle = output
+    return result
+
+
+def _suffix(p: Path) -> str:
+    for s in (".tar.zst", ".tar", ".sh"):
+        if p.name.endswith(s):
+            return s
+    return ".tar"

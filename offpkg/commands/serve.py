@@ -65,10 +65,9 @@ def serve(bundle: str, host: str, port: int, as_json: bool) -> None:
             if isinstance(exc, PermissionError) or exc.errno == errno.EACCES:
                 raise EnvironmentProblem(f"not allowed to listen on {host}:{port}",
                                          hint="ports below 1024 need root; use e.g. --port 8080") from None
-            if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, OSError):
-                raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                                 hint="give an address of this host with --host") from None
-            raise
+            # EADDRNOTAVAIL, an unknown host name (socket.gaierror), an IPv6 address without IPv6 ...
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="give an address of this host with --host") from None
         url = server.url(host)
         projects = len(server.projects)
         if as_json:
