@@ -52,7 +52,7 @@ def _register() -> None:
         cli.add_command(importlib.import_module(f"offpkg.commands.{name}").cli)
 
 
-GROUPS = ["cuda", "stack", "conda", "mirror", "config"]
+GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion"]
 
 
 def _report(exc: OffpkgError) -> None:

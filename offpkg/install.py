@@ -73,7 +73,11 @@ def choose_target(manifest: Manifest, host: Target) -> int:
     """The index of the bundle target this interpreter can install, or a clear error."""
     reasons = []
     ranks = host.tag_rank()
-    for i, tj in enumerate(manifest.targets):
+    # Pure-Python wheels fit every target: try the targets of this host's OS and arch first.
+    order = sorted(range(len(manifest.targets)),
+                   key=lambda i: (manifest.targets[i].get("os"), manifest.targets[i].get("arch")) != (host.os, host.arch))
+    for i in order:
+        tj = manifest.targets[i]
         t = Target.from_probe(tj, source=f"target {i}")
         if not host.same_interpreter_as(t):
             reasons.append(f"target {i} is {t.describe()}")

@@ -124,7 +124,10 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
     offset = 0
     if bundle.name.endswith(".sh"):
         from .archive import payload_offset
+        from .selfextract import check_payload
 
+        # The header's own size/sha256 of the payload: what the target checks before unpacking.
+        problems += check_payload(bundle)
         offset = payload_offset(bundle)
     text = read_member(bundle, MANIFEST_NAME, _MAX_SMALL, offset=offset)
     manifest = Manifest.loads(text, f"{bundle}:{MANIFEST_NAME}")

@@ -97,7 +97,12 @@ def choose_target(manifest, python):
     info = json.loads(run([python, "-I", os.path.join(HERE, "tools", "probe.py")], "probing %s" % python))
     tags = set(info["tags"])
     reasons = []
-    for i, t in enumerate(manifest["targets"]):
+    targets = manifest["targets"]
+    # Pure-Python wheels fit every target: try the targets of this host's OS and arch first.
+    order = sorted(range(len(targets)),
+                   key=lambda i: (targets[i].get("os"), targets[i].get("arch")) != (info.get("os"), info.get("arch")))
+    for i in order:
+        t = targets[i]
         if (t["python"]["implementation"], t["python"]["version"], t["python"]["abi"]) != (
                 info["python"]["implementation"], info["python"]["version"], info["python"]["abi"]):
             reasons.append("target %d is %s %s (%s)" % (i, t["python"]["implementation"], t["python"]["version"],
@@ -194,13 +199,20 @@ def install(python, venv, upgrade, use_uv):
         finally:
             shutil.rmtree(wd, ignore_errors=True)
         run([venv_python(venv), "-m", "pip", "check"], "pip check")
+        sfx = os.environ.get("OFFPKG_SELF_EXTRACTING")
         with open(os.path.join(HERE, "pip.conf")) as f:
-            conf = f.read().replace("find-links = wheels", "find-links = " + os.path.join(HERE, "wheels"))
+            conf = f.read()
+        if sfx:
+            # The unpacked payload is deleted afterwards: keep no-index, drop the dangling find-links.
+            conf = "".join(line for line in conf.splitlines(True) if not line.startswith("find-links"))
+        else:
+            conf = conf.replace("find-links = wheels", "find-links = " + os.path.join(HERE, "wheels"))
         with open(os.path.join(venv, "pip.conf"), "w") as f:
             f.write(conf)
         with open(os.path.join(venv, "offpkg-receipt.json"), "w") as f:
-            json.dump({"bundle": HERE, "bundle_created": manifest["created"], "target": index,
-                       "installer": "uv" if uv else "pip", "via": "install.sh"}, f, indent=2, sort_keys=True)
+            json.dump({"bundle": sfx or HERE, "bundle_created": manifest["created"], "target": index,
+                       "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh"},
+                      f, indent=2, sort_keys=True)
         os.unlink(os.path.join(venv, INCOMPLETE))
     except BaseException:
         if created:

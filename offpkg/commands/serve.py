@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import ipaddress
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def serve(bundle: str, host: str, port: int, as_json: bool) -> None:
             # EADDRNOTAVAIL, an unknown host name (socket.gaierror), an IPv6 address without IPv6 ...
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                              hint="give an address of this host with --host") from None
-        url = server.url(host)
+        # Listening on every interface: show a name the nodes can use, not 0.0.0.0.
+        shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+        url = server.url(shown)
         projects = len(server.projects)
         if as_json:
             ui.emit_json("serve", {"ok": True, "bundle": str(src), "url": url, "host": host, "port": server.port,
@@ -80,7 +83,7 @@ def serve(bundle: str, host: str, port: int, as_json: bool) -> None:
             sys.stdout.flush()
         if not _is_loopback(host):
             ui.warn("serving to the network over plain HTTP without authentication (read-only); pip and uv "
-                    f"on other hosts need `--trusted-host {host if host not in ('0.0.0.0', '::') else 'THIS_HOST'}`"
+                    f"on other hosts need `--trusted-host {shown}`"
                     " (or put a TLS proxy in front)")
         previous = signal.signal(signal.SIGTERM, _stop)
         try:
