@@ -160,23 +160,22 @@ class Fetcher:
             if hit is not None:
                 return Fetched(f.filename, hit, f.sha256, hit.stat().st_size, True, f.url)
             dest = self.cache.path(f.sha256, f.filename)
-            tried: list[str] = []
             errors: list[str] = []
-            for url in self._urls(req, tried):
-                tried.append(url)
+            for url in self._urls(req):
+                if errors:  # said only when there is a next mirror to try
+                    self.warn(f"{f.filename}: {errors[-1]}; trying the next mirror")
                 try:
                     size = self._download(url, dest, f.sha256)
                     return Fetched(f.filename, dest, f.sha256, size, False, url)
                 except (_Retryable, _UrlFailed) as exc:
-                    errors.append(f"{redact_url(url)}: {exc}")
-                    self.warn(f"{f.filename}: {redact_url(url)} failed ({exc}); trying the next mirror")
+                    errors.append(f"{redact_url(url)} failed ({exc})")
             raise NetworkError(f"could not download {f.filename}: " + "; ".join(errors),
                                hint="check the network, or pick another mirror with `offpkg mirror test`")
         finally:
             lock.release()
 
     # ------------------------------------------------------------------ internals
-    def _urls(self, req: FetchRequest, tried: list[str]) -> Iterator[str]:
+    def _urls(self, req: FetchRequest) -> Iterator[str]:
         """The primary URL, the given alternates, then the file looked up on its other mirrors (lazily)."""
         seen: set[str] = set()
         for url in [req.file.url, *req.alternates]:
