@@ -13,8 +13,6 @@ new prefix (an empty folder given as prefix is left empty).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import shutil
 import sys
@@ -30,9 +28,10 @@ from .condabundle import env_interpreter
 from .errors import (InputError, InstallError, OutputExistsError, SubprocessError, TargetMismatchError,
                      VerificationError)
 from .events import Events
-from .hashing import sha256_file
-from .install import INCOMPLETE, choose_target, opened_bundle, pick_installer, probe_python, requirements_for
-from .manifest import MANIFEST_NAME, Manifest
+from .install import (INCOMPLETE, check_cuda, choose_target, opened_bundle, pick_installer, probe_python,
+                      requirements_for, write_receipt)
+from .manifest import Manifest
+from .target import Target
 from .verify import verify_bundle
 
 __all__ = ["install_conda_bundle", "RECEIPT"]
@@ -79,7 +78,7 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
                 "nothing was installed",
                 hint=f"a packed conda environment runs only on the OS and CPU it was made on; bundle one made "
                      f"on a {host} machine")
-        warnings = _check_cuda(manifest, force)
+        warnings = check_cuda(manifest, Target.host().gpu, force)
         wheels = manifest.requirement_packages
         if wheels:
             _check_python_matches(info, manifest)
@@ -98,18 +97,7 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
                                        "wheels into")
                 installed, installer, ti = _install_wheels(bdir, manifest, env_py, events)
             pip_check = _pip_check(env_py)
-            receipt = {
-                "offpkg_version": __version__,
-                "bundle": str(bundle.resolve()),
-                "bundle_manifest_sha256": sha256_file(bdir / MANIFEST_NAME)[0],
-                "bundle_created": manifest.created,
-                "installed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "conda": info,
-                "target": ti,
-                "backend": installer,
-                "packages": installed,
-            }
-            (prefix / RECEIPT).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            write_receipt(prefix, bundle, bdir, manifest, ti, installer, installed, conda=info)
             (prefix / INCOMPLETE).unlink()
         except BaseException as exc:
             shutil.rmtree(prefix, ignore_errors=True)
@@ -172,19 +160,6 @@ def _conda_info(bundle: Path, manifest: Manifest) -> dict[str, Any]:
     if src is not None and not isinstance(src, str):
         raise VerificationError(f"{bundle}: the manifest's conda.source_prefix is not a string")
     return dict(info)
-
-
-def _check_cuda(manifest: Manifest, force: bool) -> list[str]:
-    if not manifest.cuda:
-        return []
-    from .cuda import check_host
-    from .target import Target
-
-    problems = check_host(manifest.cuda, Target.host().gpu)
-    if problems and not force:
-        raise TargetMismatchError("this host cannot run the bundle's CUDA build: " + "; ".join(problems),
-                                  hint="rebuild the bundle for this host's driver, or pass --force to install anyway")
-    return [f"installing despite: {p} (--force)" for p in problems]
 
 
 def _check_python_matches(info: dict[str, Any], manifest: Manifest) -> None:

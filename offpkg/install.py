@@ -174,6 +174,39 @@ def requirements_for(manifest: Manifest, target_index: int) -> str:
     return f"requirements/{Target.from_probe(manifest.targets[target_index]).id}.txt"
 
 
+def check_cuda(manifest: Manifest, gpu: dict[str, Any] | None, force: bool) -> list[str]:
+    """Refuse a host whose driver/GPU cannot run the bundle's CUDA build; with --force, warnings instead."""
+    if not manifest.cuda:
+        return []
+    from .cuda import check_host
+
+    problems = check_host(manifest.cuda, gpu)
+    if problems and not force:
+        raise TargetMismatchError("this host cannot run the bundle's CUDA build: " + "; ".join(problems),
+                                  hint="rebuild with `offpkg bundle --cuda auto --target target.json` using this "
+                                       "host's probe, or pass --force to install anyway")
+    return [f"installing despite: {p} (--force)" for p in problems]
+
+
+def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, target_index: int | None,
+                  backend: str | None, packages: list[str], **extra: Any) -> dict[str, Any]:
+    """Leave ``offpkg-receipt.json`` in the venv or prefix: which bundle, when, what."""
+    receipt = {
+        "offpkg_version": __version__,
+        "bundle": str(bundle.resolve()),
+        "bundle_manifest_sha256": sha256_file(bdir / MANIFEST_NAME)[0],
+        "bundle_created": manifest.created,
+        "installed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "target": target_index,
+        "backend": backend,
+        "packages": packages,
+        "cuda": manifest.cuda,
+        **extra,
+    }
+    (where / RECEIPT).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return receipt
+
+
 def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgrade: bool = False,
                    backend: str | None = None, force: bool = False, system_site_packages: bool = False,
                    events: Events | None = None) -> InstallResult:
@@ -192,16 +225,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         assert manifest is not None
         host = probe_python(python)
         ti = choose_target(manifest, host)
-        warnings: list[str] = []
-        if manifest.cuda:
-            from .cuda import check_host
-
-            problems = check_host(manifest.cuda, host.gpu)
-            if problems and not force:
-                raise TargetMismatchError("this host cannot run the bundle's CUDA build: " + "; ".join(problems),
-                                          hint="rebuild with `offpkg bundle --cuda auto --target target.json` using this "
-                                               "host's probe, or pass --force to install anyway")
-            warnings += [f"installing despite: {p} (--force)" for p in problems]
+        warnings = check_cuda(manifest, host.gpu, force)
         created = False
         if venv.exists():
             if (venv / INCOMPLETE).exists():
@@ -229,18 +253,8 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
             pipconf = (bdir / "pip.conf").read_text(encoding="utf-8").replace(
                 "find-links = wheels", f"find-links = {(bdir / 'wheels').resolve() if bundle.is_dir() else 'wheels'}")
             (venv / "pip.conf").write_text(pipconf, encoding="utf-8")
-            receipt = {
-                "offpkg_version": __version__,
-                "bundle": str(bundle.resolve()),
-                "bundle_manifest_sha256": sha256_file(bdir / MANIFEST_NAME)[0],
-                "bundle_created": manifest.created,
-                "installed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "target": ti,
-                "backend": installer.name,
-                "packages": sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets),
-                "cuda": manifest.cuda,
-            }
-            (venv / RECEIPT).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
+                          sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
             (venv / INCOMPLETE).unlink()
         except BaseException as exc:
             if created:
