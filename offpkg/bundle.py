@@ -367,7 +367,7 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
     total = sum(f.size or 0 for f in wanted.values())
     events.stage("download", f"fetching {len(wanted)} files", total=total or None, bytes_=True)
     fetcher = Fetcher(opts.cache, opts.fetch_policy, session=client.session,
-                      progress=lambda n: events.advance("download", n), warn=events.warn)
+                      progress=lambda n: events.advance("download", n), warn=events.warn, client=client)
     reqs = [FetchRequest(f) for f in wanted.values()]
     results = fetcher.fetch_all(reqs)
     events.done("download")
@@ -390,7 +390,8 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
     check_output(opts.output, opts.force)
     opts.cache.root.mkdir(parents=True, exist_ok=True)
     opts.cache.clean_stale()
-    client = IndexClient(list(opts.sources.index_urls), list(opts.sources.find_links), timeout=opts.fetch_policy.timeout)
+    client = IndexClient(list(opts.sources.index_urls), list(opts.sources.find_links), timeout=opts.fetch_policy.timeout,
+                         fallbacks=list(opts.sources.fallbacks))
     with staging(opts.output, directory=True) as tmp:
         work = tmp / "work"
         work.mkdir()
@@ -427,6 +428,8 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
                 write_tar(stage, archive, compression="zst" if kind == "tar.zst" else None)
             commit(archive, opts.output, opts.force)
         timings["write"] = time.monotonic() - t4
+    for note in client.notes:  # an index page came from a fallback mirror
+        events.warn(note)
     downloaded = sum(f.size for f in fetched.values() if not f.from_cache)
     return BundleResult(opts.output, manifest, time.monotonic() - t0, downloaded,
                         sum(1 for f in fetched.values() if f.from_cache),

@@ -65,13 +65,36 @@ def staging(final: Path, *, directory: bool) -> Iterator[Path]:
     that looks complete.
     """
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.offpkg-tmp-", dir=final.parent))
+    clean_dead_staging(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.offpkg-tmp-{os.getpid()}-", dir=final.parent))
     target = tmp if directory else tmp / final.name
     try:
         yield target
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def clean_dead_staging(final: Path) -> list[Path]:
+    """Remove temp siblings of ``final`` left by runs that were killed (their pid is gone)."""
+    removed = []
+    prefix = f".{final.name}.offpkg-tmp-"
+    for p in final.parent.glob(prefix + "*"):
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            remove(p)
+            removed.append(p)
+    return removed
 
 
 def commit(staged: Path, final: Path, force: bool) -> None:

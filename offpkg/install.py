@@ -26,8 +26,8 @@ from typing import Any
 from . import __version__
 from ._subprocess import isolated_env, run
 from .backends import Backend, PipBackend, UvBackend, get_backend
-from .errors import (InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError, TargetMismatchError,
-                     VerificationError)
+from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
+                     TargetMismatchError, VerificationError)
 from .events import Events
 from .hashing import sha256_file
 from .manifest import MANIFEST_NAME, Manifest
@@ -123,7 +123,12 @@ def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, syst
         run([str(python), "-m", "venv", *extra, str(venv)], env=isolated_env(), what="creating the venv")
         return
     except SubprocessError as exc:
-        if "ensurepip" not in (exc.details or "") and "pip" not in (exc.details or ""):
+        # `python -m venv` hides ensurepip's own error: find the cause ourselves.
+        if _disk_full(exc) or _low_space(venv.parent):
+            shutil.rmtree(venv, ignore_errors=True)
+            raise EnvironmentProblem(f"no space left on device while creating {venv}",
+                                     hint="free some space, then run the command again") from None
+        if _has_ensurepip(python):
             raise
     shutil.rmtree(venv, ignore_errors=True)
     pip_whl = _pip_wheel(bundle, manifest)
@@ -134,6 +139,26 @@ def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, syst
     # A wheel is a zip: pip runs straight from it to install itself.
     run([str(venv_python(venv)), str(pip_whl / "pip"), "install", "--no-index", "--no-deps", "--no-cache-dir",
          str(pip_whl)], env=isolated_env(), what="installing pip from the bundle")
+
+
+def _has_ensurepip(python: Path) -> bool:
+    """Debian/Ubuntu pythons without python3-venv cannot import ensurepip."""
+    try:
+        run([str(python), "-c", "import ensurepip"], env=isolated_env(), what="checking ensurepip", timeout=60)
+        return True
+    except SubprocessError:
+        return False
+
+
+def _low_space(path: Path, floor: int = 32 << 20) -> bool:
+    try:
+        return shutil.disk_usage(path).free < floor
+    except OSError:
+        return False
+
+
+def _disk_full(exc: SubprocessError) -> bool:
+    return "No space left on device" in (exc.details or "") or "ENOSPC" in (exc.details or "")
 
 
 def _uv_from_bundle(bundle: Path, manifest: Manifest, workdir: Path) -> str | None:
@@ -259,6 +284,10 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         except BaseException as exc:
             if created:
                 shutil.rmtree(venv, ignore_errors=True)
+            if isinstance(exc, SubprocessError) and _disk_full(exc):
+                raise EnvironmentProblem(f"no space left on device while installing into {venv}"
+                                         + ("; the venv was removed" if created else ""),
+                                         hint="free some space, then run the command again") from None
             if isinstance(exc, SubprocessError):
                 raise InstallError(f"installing into {venv} failed: {exc.message}"
                                    + ("; the venv was removed" if created else ""), hint=exc.hint,

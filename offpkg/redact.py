@@ -45,7 +45,8 @@ def secrets_in_url(url: str) -> list[str]:
     if "@" in parts.netloc:
         userinfo = parts.netloc.rsplit("@", 1)[0]
         user, _, password = userinfo.partition(":")
-        found += [s for s in (user, password) if s]
+        # user:pass@ -> the password is the secret; token@ and token:@ -> the token is.
+        found += [password] if password else ([user] if user else [])
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
         if v and _SECRET_QUERY.match(k):
             found.append(v)

@@ -40,6 +40,7 @@ class Target:
     # ------------------------------------------------------------ construction
     @classmethod
     def from_probe(cls, data: dict[str, Any], source: str = "host") -> Target:
+        _validate_probe(data, source)
         try:
             py = data["python"]
             return cls(
@@ -203,6 +204,42 @@ class Target:
     def describe(self) -> str:
         libc = f" {self.libc['name']} {self.libc['version']}" if self.libc else ""
         return f"{self.implementation} {self.python_version} ({self.abi}) on {self.os} {self.arch}{libc}"
+
+
+_TAG = re.compile(r"[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+")
+
+
+def _validate_probe(data: Any, source: str) -> None:
+    """A target description is input from another host: check every type before trusting it."""
+    def bad(what: str) -> InputError:
+        return InputError(f"target description {source}: {what}",
+                          hint="write it with `offpkg probe -o target.json` (or `python3 probe.py`) on the target host")
+
+    if not isinstance(data, dict):
+        raise bad("expected a JSON object")
+    py = data.get("python")
+    if not isinstance(py, dict) or not all(isinstance(py.get(k), str) for k in ("implementation", "version", "abi")):
+        raise bad("python.implementation, python.version and python.abi must be strings")
+    if not re.fullmatch(r"\d+\.\d+", py["version"]):
+        raise bad(f"python.version {py['version'][:20]!r} is not of the form X.Y")
+    for key in ("os", "arch"):
+        if not isinstance(data.get(key), str):
+            raise bad(f"{key} must be a string")
+    for key in ("platforms", "tags"):
+        value = data.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
+            raise bad(f"{key} must be a non-empty list of strings")
+    if not all(_TAG.fullmatch(t) for t in data["tags"]):
+        raise bad("tags must be wheel tags of the form interpreter-abi-platform")
+    markers = data.get("markers")
+    if not isinstance(markers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in markers.items()):
+        raise bad("markers must be an object of strings")
+    libc = data.get("libc")
+    if libc is not None and not (isinstance(libc, dict) and isinstance(libc.get("name"), str)
+                                 and re.fullmatch(r"\d+\.\d+", str(libc.get("version", "")))):
+        raise bad("libc must be null or {name, version: X.Y}")
+    if data.get("gpu") is not None and not isinstance(data.get("gpu"), dict):
+        raise bad("gpu must be null or an object")
 
 
 def _describe_platform(tag: str) -> tuple[str, str, str, dict[str, str] | None]:

@@ -114,8 +114,20 @@ def test_bad_target_inputs(tmp_path) -> None:
     with pytest.raises(InputError, match="not valid JSON"):
         Target.from_file(tmp_path / "bad.json")
     (tmp_path / "partial.json").write_text('{"python": {}}')
-    with pytest.raises(InputError, match="missing"):
+    with pytest.raises(InputError, match="partial.json: python.implementation"):
         Target.from_file(tmp_path / "partial.json")
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("tags", [1], "tags"), ("tags", ["nodashes"], "wheel tags"), ("markers", [["a"]], "markers"),
+    ("platforms", [], "platforms"), ("libc", {"name": "glibc", "version": "x"}, "libc"), ("gpu", [1], "gpu"),
+])
+def test_hostile_target_descriptions(tmp_path, key, value, needle) -> None:
+    data = Target.from_options("3.10", ["manylinux_2_28_x86_64"]).to_json()
+    data[key] = value
+    (tmp_path / "t.json").write_text(json.dumps(data))
+    with pytest.raises(InputError, match=needle):
+        Target.from_file(tmp_path / "t.json")
 
 
 def test_target_roundtrips_through_json(tmp_path) -> None:
