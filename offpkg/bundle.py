@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+import threading
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -113,7 +114,8 @@ def _probe_source() -> str:
 
 # ---------------------------------------------------------------------------- steps
 
-def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events) -> list[list[Selection]]:
+def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events,
+             on_select: Any = None) -> list[list[Selection]]:
     locks: list[list[Selection]] = []
     if not opts.requirements:  # e.g. a bundle of a conda environment only
         return [[] for _ in opts.targets]
@@ -121,7 +123,8 @@ def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Ev
         events.stage("resolve", f"resolving for {target.describe()}")
         wd = workdir / f"t{i}"
         wd.mkdir()
-        locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd))
+        locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd,
+                          on_select=on_select))
         events.done("resolve")
     return locks
 
@@ -342,8 +345,50 @@ def write_manifest(stage: Path, manifest: Manifest) -> None:
                                    encoding="utf-8")
 
 
-def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexClient, events: Events
-              ) -> tuple[dict[str, Fetched], list[tuple[str, Fetched]]]:
+def tool_selections(opts: BundleOptions, client: IndexClient) -> list[tuple[Target, DistFile | None, DistFile | None]]:
+    """(target, pip wheel, uv wheel) for each target: the files of tools/ (looked up while the resolver runs)."""
+    if not opts.tools:
+        return []
+    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(), _tool_selection("uv", t, client))
+            for t in opts.targets]
+
+
+class _EarlyFetch:
+    """Downloads started while the lock is still being made (one per file chosen), with their
+    progress held back until the download stage (and its total) is known."""
+
+    def __init__(self, opts: BundleOptions, client: IndexClient, events: Events) -> None:
+        self.events = events
+        self.started: set[str] = set()
+        self._lock = threading.Lock()
+        self._shown = False
+        self._early = 0
+        self.fetcher = Fetcher(opts.cache, opts.fetch_policy, session=client.session, progress=self._progress,
+                               warn=events.warn, client=client)
+
+    def _progress(self, n: int) -> None:
+        with self._lock:
+            if not self._shown:
+                self._early += n
+                return
+        self.events.advance("download", n)
+
+    def show(self, description: str, total: int | None) -> None:
+        self.events.stage("download", description, total=total, bytes_=True)
+        with self._lock:
+            self._shown, early = True, self._early
+        if early:
+            self.events.advance("download", early)
+
+    def submit(self, f: DistFile) -> None:
+        if f.filename not in self.started:
+            self.started.add(f.filename)
+            self.fetcher.submit(FetchRequest(f))
+
+
+def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexClient, events: Events,
+              tools: list[tuple[Target, DistFile | None, DistFile | None]] | None = None,
+              early: _EarlyFetch | None = None) -> tuple[dict[str, Fetched], list[tuple[str, Fetched]]]:
     wanted: dict[str, DistFile] = {}
     for sels in locks:
         for s in sels:
@@ -351,11 +396,9 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
     tool_files: list[tuple[str, DistFile]] = []
     if opts.tools:
         seen: set[str] = set()
-        for t in opts.targets:
-            pip = _tool_selection("pip", t, client) or _ensurepip_wheel()
+        for t, pip, uv in (tools if tools is not None else tool_selections(opts, client)):
             if pip is None:
                 events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
-            uv = _tool_selection("uv", t, client)
             if uv is None:
                 events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
                             "(offpkg install uses its own uv where it runs)")
@@ -365,15 +408,38 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
                     tool_files.append((name, f))
                     wanted.setdefault(f.filename, f)
     total = sum(f.size or 0 for f in wanted.values())
-    events.stage("download", f"fetching {len(wanted)} files", total=total or None, bytes_=True)
-    fetcher = Fetcher(opts.cache, opts.fetch_policy, session=client.session,
-                      progress=lambda n: events.advance("download", n), warn=events.warn, client=client)
-    reqs = [FetchRequest(f) for f in wanted.values()]
-    results = fetcher.fetch_all(reqs)
+    early = early or _EarlyFetch(opts, client, events)
+    early.show(f"fetching {len(wanted)} files", total or None)
+    for f in wanted.values():
+        early.submit(f)
+    results = early.fetcher.wait()
     events.done("download")
     fetched = {r.filename: r for r in results}
     # Sources without a published hash were pinned on download; remember their digest.
     return fetched, [(name, fetched[f.filename]) for name, f in tool_files]
+
+
+class _Background:
+    """``fn(*args)`` in a daemon thread: if the main work fails first, nobody waits for it
+    (a stalled index would otherwise hold the error back for its timeouts)."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._out: list[Any] = []
+        self._err: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="offpkg-tools-lookup")
+        self._thread.start()
+
+    def _run(self, fn: Any, args: tuple[Any, ...]) -> None:
+        try:
+            self._out.append(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in result()
+            self._err.append(exc)
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._err:
+            raise self._err[0]
+        return self._out[0]
 
 
 def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_hook: Any = None) -> BundleResult:
@@ -391,14 +457,23 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
     opts.cache.root.mkdir(parents=True, exist_ok=True)
     opts.cache.clean_stale()
     client = IndexClient(list(opts.sources.index_urls), list(opts.sources.find_links), timeout=opts.fetch_policy.timeout,
-                         fallbacks=list(opts.sources.fallbacks))
+                         fallbacks=list(opts.sources.fallbacks), page_cache=opts.cache.index_dir)
     with staging(opts.output, directory=True) as tmp:
         work = tmp / "work"
         work.mkdir()
-        locks = lock_all(opts, client, work, events)
-        timings["resolve"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        fetched, tools = fetch_all(opts, locks, client, events)
+        # The tools/ wheels (pip, uv) do not depend on the lock: look them up while the resolver runs.
+        tool_lookup = _Background(tool_selections, opts, client)
+        # Each file's download starts as soon as it is chosen, while the other index pages
+        # are still coming in (the largest, torch, no longer waits for the last page).
+        early = _EarlyFetch(opts, client, events)
+        try:
+            locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file))
+            timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
+            t1 = time.monotonic()
+            fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
+        except BaseException:
+            early.fetcher.cancel()
+            raise
         timings["fetch"] = time.monotonic() - t1
         built: dict[str, Fetched] = {}
         for t, sels in zip(opts.targets, locks):

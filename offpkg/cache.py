@@ -35,6 +35,11 @@ class Cache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
 
+    @property
+    def index_dir(self) -> Path:
+        """Where index project pages are cached (offpkg.index.PageCache)."""
+        return self.root / "index"
+
     def entry_dir(self, sha256: str) -> Path:
         return self.root / "files" / sha256[:2] / sha256
 
@@ -72,7 +77,8 @@ class Cache:
 
         - ``.part`` files older than ``max_age`` whose entry lock is free (younger
           ones are kept: the next download of that file resumes them);
-        - files in ``unhashed/`` written by processes that are gone.
+        - files in ``unhashed/`` written by processes that are gone;
+        - cached index pages (``index/``) not used for ``max_age``, and their temporaries of dead runs.
         """
         removed = 0
         base = self.root / "files"
@@ -95,6 +101,15 @@ class Cache:
             pid = tmp.name.split("-", 1)[0]
             if pid.isdigit() and not _alive(int(pid)):
                 tmp.unlink(missing_ok=True)
+                removed += 1
+        index = self.index_dir
+        for page in index.iterdir() if index.is_dir() else ():
+            try:
+                old = now - page.stat().st_mtime > (max_age if page.name.endswith(".page") else 3600)
+            except OSError:
+                continue
+            if old:
+                page.unlink(missing_ok=True)
                 removed += 1
         return removed
 

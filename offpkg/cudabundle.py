@@ -48,10 +48,11 @@ from packaging.version import InvalidVersion, Version
 
 from . import cuda as cudaplan
 from .errors import InputError, NetworkError, OffpkgError, TargetMismatchError, UsageError
-from .index import DistFile, IndexClient
 from .redact import redact_url
 
 if TYPE_CHECKING:  # pragma: no cover
+    # offpkg.index brings in requests: `offpkg verify` (which checks the cuda record) must not pay for it.
+    from .index import DistFile, IndexClient
     from .bundle import BundleOptions
     from .cache import Cache
     from .manifest import Manifest, Package
@@ -201,7 +202,10 @@ class _Lookup:
 
     def client(self, urls: tuple[str, ...]) -> IndexClient:
         if urls not in self._clients:
-            self._clients[urls] = IndexClient(list(urls), list(self.find_links), timeout=self.timeout)
+            from .index import IndexClient
+
+            self._clients[urls] = IndexClient(list(urls), list(self.find_links), timeout=self.timeout,
+                                              page_cache=self.cache.index_dir if self.cache is not None else None)
         return self._clients[urls]
 
     def files(self, urls: tuple[str, ...], name: str) -> list[DistFile]:

@@ -15,6 +15,8 @@ only the same filename with the same sha256 is ever accepted from another mirror
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import html.parser
 import json
 import os
@@ -92,16 +94,23 @@ class _LinkParser(html.parser.HTMLParser):
             self.links.append(dict(attrs))
 
 
+class _Page(list):
+    """Files parsed from an index page; ``has_secrets``: a link carried credentials or a signature."""
+
+    has_secrets: bool = False
+
+
 def _parse_html(text: str, page_url: str, base: str) -> list[DistFile]:
     parser = _LinkParser()
     parser.feed(text)
-    out = []
+    out = _Page()
     for a in parser.links:
         href = a.get("href")
         if not href:
             continue
         url = urljoin(page_url, href)
-        register_url_secrets(url)
+        if register_url_secrets(url):
+            out.has_secrets = True
         path, _, frag = url.partition("#")
         # The name is the last path segment: a presigned link's ?X-Amz-Signature=... is not part of it.
         filename = unquote(urlsplit(path).path.rsplit("/", 1)[-1])
@@ -115,10 +124,14 @@ def _parse_html(text: str, page_url: str, base: str) -> list[DistFile]:
 
 
 def _parse_json(data: dict, page_url: str, base: str) -> list[DistFile]:
-    out = []
+    out = _Page()
     for f in data.get("files", []):
-        url = urljoin(page_url, f["url"])
-        register_url_secrets(url)
+        url = f["url"]
+        # Most indexes (PyPI) link absolute URLs: no join needed (tens of thousands per run).
+        if not url.startswith(("https://", "http://")) or "/." in url:
+            url = urljoin(page_url, url)
+        if register_url_secrets(url):
+            out.has_secrets = True
         sha = (f.get("hashes") or {}).get("sha256")
         out.append(DistFile(f["filename"], url.partition("#")[0], sha.lower() if sha else None,
                             f.get("requires-python"), bool(f.get("yanked")), f.get("size"), base))
@@ -150,6 +163,126 @@ def project_url(base: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
+class PageCache:
+    """Index project pages on disk, reused per HTTP caching rules (a warm ``offpkg bundle``
+    then asks the index nothing, or only "has it changed?").
+
+    One file per page: ``<dir>/<sha256 of Accept + URL>.page``, a line of JSON metadata
+    (content type, encoding, ETag, Last-Modified, when fetched, how long fresh) and then the
+    body as received. Written to a temporary sibling and ``os.replace``d. A page is reused
+    without a request while ``Cache-Control: max-age`` (minus ``Age``) says it is fresh
+    (PyPI: 600 s), and otherwise revalidated with ``If-None-Match`` / ``If-Modified-Since``
+    (304: reused). Never stored: error answers; ``no-store`` or ``private`` answers; pages
+    whose URL (requested or final) has a query string or userinfo, that were fetched with
+    an ``Authorization`` header, or that link any file with credentials or a signature: the
+    cache must never hold a secret.
+    """
+
+    SUFFIX = ".page"
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = Path(directory)
+
+    def path(self, url: str) -> Path:
+        return self.dir / (hashlib.sha256(f"{_ACCEPT}\n{url}".encode()).hexdigest() + self.SUFFIX)
+
+    @staticmethod
+    def cacheable_url(url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and not parts.query and "@" not in parts.netloc
+
+    def load(self, url: str) -> tuple[dict, bytes] | None:
+        if not self.cacheable_url(url):
+            return None
+        try:
+            raw = self.path(url).read_bytes()
+            head, _, body = raw.partition(b"\n")
+            meta = json.loads(head)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(meta, dict) or meta.get("url_sha256") != _url_digest(url) or len(body) != meta.get("size"):
+            return None  # another URL's page (a hash collision is not going to happen), or a torn file
+        return meta, body
+
+    @staticmethod
+    def fresh(meta: dict) -> bool:
+        return time.time() < float(meta.get("fresh_until") or 0)
+
+    @staticmethod
+    def validators(meta: dict) -> dict[str, str]:
+        if meta.get("etag"):
+            return {"If-None-Match": meta["etag"]}
+        if meta.get("last_modified"):
+            return {"If-Modified-Since": meta["last_modified"]}
+        return {}
+
+    def store(self, url: str, r: requests.Response, body: bytes, meta: dict | None = None) -> None:
+        """Store (or, after a 304, refresh) ``url``'s page from response ``r``; never raises."""
+        try:
+            cc = _cache_control(r.headers.get("Cache-Control", ""))
+            if "no-store" in cc or "private" in cc or r.request.headers.get("Authorization"):
+                return
+            if not (self.cacheable_url(url) and self.cacheable_url(r.url or url)):
+                return
+            now = time.time()
+            fresh_for = 0.0
+            if "no-cache" not in cc and cc.get("max-age", "").isdigit():
+                age = r.headers.get("Age", "0")
+                fresh_for = max(0.0, int(cc["max-age"]) - (int(age) if age.isdigit() else 0))
+            if meta is None:  # a 200: its own validators
+                meta = {"content_type": r.headers.get("Content-Type", ""), "encoding": r.encoding,
+                        "final_url": r.url or url, "etag": r.headers.get("ETag")}
+                meta["last_modified"] = _trusted_last_modified(r.headers, now)
+            elif r.headers.get("ETag"):
+                meta = meta | {"etag": r.headers["ETag"]}
+            if not (fresh_for or meta.get("etag") or meta.get("last_modified")):
+                return  # nothing would let us reuse it
+            meta = meta | {"url_sha256": _url_digest(url), "fetched_at": now, "fresh_until": now + fresh_for,
+                           "size": len(body)}
+            dest = self.path(url)
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(json.dumps(meta).encode() + b"\n")
+                    fh.write(body)
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except (OSError, ValueError, TypeError):
+            return  # a cache that cannot be written only costs time
+
+
+def _url_digest(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()
+
+
+def _cache_control(value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in value.lower().split(","):
+        k, _, v = part.strip().partition("=")
+        if k:
+            out[k] = v.strip().strip('"')
+    return out
+
+
+def _trusted_last_modified(headers: requests.structures.CaseInsensitiveDict, now: float) -> str | None:
+    """Last-Modified, if usable for ``If-Modified-Since``: it has one-second granularity and
+    plain file servers answer 304 when the file is not newer, so a page changed within the
+    same second as the one we saw would look unchanged. Trusted only when the server's clock
+    (``Date``) was at least 2 s past it when we fetched: any later change is then visibly newer."""
+    lm = headers.get("Last-Modified")
+    if not lm:
+        return None
+    try:
+        lm_ts = email.utils.parsedate_to_datetime(lm).timestamp()
+        date = headers.get("Date")
+        server_now = email.utils.parsedate_to_datetime(date).timestamp() if date else now
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return lm if server_now - lm_ts >= 2 else None
+
+
 class IndexClient:
     """Looks up the files of a project on a list of indexes and find-links folders.
 
@@ -160,7 +293,8 @@ class IndexClient:
 
     def __init__(self, index_urls: list[str], find_links: list[str] | None = None,
                  session: requests.Session | None = None, timeout: float = 30.0, *,
-                 fallbacks: list[str] | tuple[str, ...] = (), retries: int = 2, backoff: float = 0.25) -> None:
+                 fallbacks: list[str] | tuple[str, ...] = (), retries: int = 2, backoff: float = 0.25,
+                 page_cache: Path | None = None) -> None:
         for u in [*index_urls, *fallbacks]:
             register_url_secrets(u)
         self.index_urls = [normalise_base(u) for u in index_urls]
@@ -169,6 +303,8 @@ class IndexClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
+        # Where project pages are cached between runs (None: not at all); see PageCache.
+        self.page_cache = PageCache(page_cache) if page_cache is not None else None
         self.fallbacks: list[str] = []
         self.use_fallbacks(fallbacks)
         # Mirrors found unreachable in this run, and what happened (for the user).
@@ -199,10 +335,12 @@ class IndexClient:
             self._local = files
         return self._local
 
-    def project_page(self, base: str, name: str) -> list[DistFile]:
+    def project_page(self, base: str, name: str, *, fresh_ok: bool = True) -> list[DistFile]:
         """The files of ``name`` on one index; [] when it has no such project (404).
 
         Raises :class:`IndexUnavailable` when the index cannot answer (after retries).
+        ``fresh_ok=False`` always asks the index (to learn whether it is up), if only whether
+        the cached page changed.
         """
         base = normalise_base(base)
         url = project_url(base, name)
@@ -212,10 +350,20 @@ class IndexClient:
                 if candidate.is_file():
                     return _parse_html(candidate.read_text(encoding="utf-8"), candidate.as_uri(), base)
             return []
+        pc = self.page_cache
+        hit = pc.load(url) if pc is not None else None
+        if hit is not None and fresh_ok and pc.fresh(hit[0]):
+            files = self._parse_cached(hit, base)
+            if files is not None:
+                return files
+            hit = None  # unreadable: fetch it again, unconditionally
+        headers = {"Accept": _ACCEPT}
+        if hit is not None:
+            headers.update(pc.validators(hit[0]))
         attempt = 0
         while True:
             try:
-                r = self.session.get(url, headers={"Accept": _ACCEPT}, timeout=self.timeout, auth=url_auth(url))
+                r = self.session.get(url, headers=headers, timeout=self.timeout, auth=url_auth(url))
             except requests.RequestException as exc:
                 problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
             else:
@@ -228,6 +376,13 @@ class IndexClient:
                 raise IndexUnavailable(f"cannot reach the index {redact_url(base)} for {name}: {problem}",
                                        hint="check the network or choose another mirror (`offpkg mirror test`)")
             time.sleep(min(8.0, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random()))
+        if r.status_code == 304 and hit is not None:  # unchanged: reuse the stored page, fresh again
+            files = self._parse_cached(hit, base)
+            if files is None:  # unreadable after all: drop it and ask again
+                pc.path(url).unlink(missing_ok=True)
+                return self.project_page(base, name, fresh_ok=fresh_ok)
+            pc.store(url, r, hit[1], hit[0])
+            return files
         if r.status_code == 404:
             return []
         if r.status_code >= 400:
@@ -236,10 +391,26 @@ class IndexClient:
         ctype = r.headers.get("Content-Type", "")
         if "json" in ctype:
             try:
-                return _parse_json(r.json(), r.url, base)
+                files = _parse_json(r.json(), r.url, base)
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise NetworkError(f"the index {redact_url(base)} sent malformed JSON for {name}") from None
-        return _parse_html(r.text, r.url, base)
+        else:
+            files = _parse_html(r.text, r.url, base)
+        if pc is not None and r.status_code == 200 and not getattr(files, "has_secrets", True):
+            pc.store(url, r, r.content)
+        return files
+
+    @staticmethod
+    def _parse_cached(hit: tuple[dict, bytes], base: str) -> list[DistFile] | None:
+        """The files of a stored page, or None when it cannot be parsed (then it is fetched again)."""
+        meta, body = hit
+        page_url = meta.get("final_url") or base
+        try:
+            if "json" in (meta.get("content_type") or ""):
+                return _parse_json(json.loads(body), page_url, base)
+            return _parse_html(body.decode(meta.get("encoding") or "utf-8", errors="replace"), page_url, base)
+        except (ValueError, KeyError, TypeError, AttributeError, LookupError):
+            return None
 
     def _group(self, i: int) -> list[str]:
         """The mirrors that serve index ``i``: the primary's fallbacks follow it."""
@@ -307,10 +478,17 @@ class IndexClient:
         return urls
 
 
-def register_url_secrets(url: str) -> None:
-    """Remember the secrets of ``url`` (userinfo, tokens, signatures) so no text or log shows them."""
-    for secret in secrets_in_url(url):
+def register_url_secrets(url: str) -> bool:
+    """Remember the secrets of ``url`` (userinfo, tokens, signatures) so no text or log shows them.
+
+    True when it had any. A URL with neither ``@`` nor ``?`` has no userinfo and no query: nothing to find.
+    """
+    if "@" not in url and "?" not in url:
+        return False
+    found = secrets_in_url(url)
+    for secret in found:
         register_secret(secret)
+    return bool(found)
 
 
 def url_auth(url: str) -> tuple[str, str] | None:

@@ -141,6 +141,28 @@ def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, syst
          str(pip_whl)], env=isolated_env(), what="installing pip from the bundle")
 
 
+def create_venv_with_uv(python: Path, venv: Path, pip_whl: Path, uv: UvBackend, workdir: Path,
+                        system_site_packages: bool = False) -> None:
+    """``python -m venv --without-pip``, then pip from the bundle's tools/ wheel, installed by uv.
+
+    ensurepip spends seconds (4.5 s for the gpu-ml benchmark) installing the pip it
+    bundles; uv installs the bundle's pip wheel in a fraction of that, and needs no ensurepip.
+    """
+    extra = ["--system-site-packages"] if system_site_packages else []
+    try:
+        run([str(python), "-m", "venv", "--without-pip", *extra, str(venv)], env=isolated_env(),
+            what="creating the venv")
+    except SubprocessError as exc:
+        if _disk_full(exc) or _low_space(venv.parent):
+            shutil.rmtree(venv, ignore_errors=True)
+            raise EnvironmentProblem(f"no space left on device while creating {venv}",
+                                     hint="free some space, then run the command again") from None
+        raise
+    # The wheel's path, not tools/ as a find-links folder: tools/ holds the uv wheel too.
+    run([uv.uv, "pip", "install", "--offline", "--no-index", "--no-deps", "--python", str(venv_python(venv)),
+         str(pip_whl)], env=uv._env(workdir), what="installing pip from the bundle with uv")
+
+
 def _has_ensurepip(python: Path) -> bool:
     """Debian/Ubuntu pythons without python3-venv cannot import ensurepip."""
     try:
@@ -261,26 +283,34 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
             elif upgrade and not (venv / "pyvenv.cfg").exists():
                 raise InputError(f"{venv} is not a virtual environment (no pyvenv.cfg)")
         try:
-            if not (venv / "pyvenv.cfg").exists():
-                events.stage("venv", f"creating {venv}")
-                created = True
-                create_venv(python, venv, bdir, manifest, system_site_packages)
-                events.done("venv")
-            (venv / INCOMPLETE).write_text(f"offpkg {__version__} install from {bundle} in progress\n")
             with tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
                 installer = pick_installer(backend, bdir, manifest, Path(wd))
+                uv = installer if isinstance(installer, UvBackend) else None
+                if not (venv / "pyvenv.cfg").exists():
+                    events.stage("venv", f"creating {venv}")
+                    created = True
+                    pip_whl = _pip_wheel(bdir, manifest)
+                    if uv is not None and pip_whl is not None and pip_whl.is_file():
+                        create_venv_with_uv(python, venv, pip_whl, uv, Path(wd), system_site_packages)
+                    else:
+                        create_venv(python, venv, bdir, manifest, system_site_packages)
+                    events.done("venv")
+                (venv / INCOMPLETE).write_text(f"offpkg {__version__} install from {bundle} in progress\n")
                 reqs = bdir / requirements_for(manifest, ti)
                 events.stage("install", f"installing {len(manifest.requirement_packages)} packages with {installer.name}")
                 installer.install(venv_python(venv), bdir / "wheels", reqs, Path(wd))
                 events.done("install")
-                run([str(venv_python(venv)), "-m", "pip", "check"], env=isolated_env(home=wd),
+                # The same check as `pip check`; uv's takes 0.06 s where pip's takes 0.7 s.
+                check = ([uv.uv, "pip", "check", "--python", str(venv_python(venv))] if uv is not None
+                         else [str(venv_python(venv)), "-m", "pip", "check"])
+                run(check, env=uv._env(Path(wd)) if uv is not None else isolated_env(home=wd),
                     what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
-            pipconf = (bdir / "pip.conf").read_text(encoding="utf-8").replace(
-                "find-links = wheels", f"find-links = {(bdir / 'wheels').resolve() if bundle.is_dir() else 'wheels'}")
-            (venv / "pip.conf").write_text(pipconf, encoding="utf-8")
-            write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
-                          sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
-            (venv / INCOMPLETE).unlink()
+                pipconf = (bdir / "pip.conf").read_text(encoding="utf-8").replace(
+                    "find-links = wheels", f"find-links = {(bdir / 'wheels').resolve() if bundle.is_dir() else 'wheels'}")
+                (venv / "pip.conf").write_text(pipconf, encoding="utf-8")
+                write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
+                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
+                (venv / INCOMPLETE).unlink()
         except BaseException as exc:
             if created:
                 shutil.rmtree(venv, ignore_errors=True)

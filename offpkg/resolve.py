@@ -11,7 +11,10 @@ and the tags tried.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,6 +136,28 @@ def _version(v: str) -> Version | None:
         return None
 
 
+# Memoised: a project page repeats the same name spelling and each version string
+# once per file (torch: ~50 files per release).
+_canon = functools.lru_cache(maxsize=4096)(canonicalize_name)
+_cached_version = functools.lru_cache(maxsize=16384)(_version)
+
+
+def _name_version_parts(filename: str) -> tuple[str, str] | None:
+    """(canonical name, version string) the way packaging's filename parsers split them, or
+    None when they would reject the name outright. A cheap pre-filter: a file whose parts do
+    not match the pin cannot match after the full parse either (same split, same canonical
+    name, same version comparison); a file that passes is still parsed in full."""
+    if filename.endswith(".whl"):
+        parts = filename[:-4].split("-", 2)
+        # parse_wheel_filename: 4 or 5 dashes; name and version are the first two parts.
+        return (_canon(parts[0]), parts[1]) if len(parts) == 3 else None
+    for ext in (".tar.gz", ".zip"):
+        if filename.endswith(ext):
+            name, sep, version = filename[: -len(ext)].rpartition("-")
+            return (_canon(name), version) if sep else None
+    return None  # other archives: DistFile.name_version() gives None for them too
+
+
 def select_file(pin: Pin, files: list[DistFile], target: Target, ranks: dict | None = None) -> Selection:
     want = _version(pin.version)
     ranks = ranks if ranks is not None else target.tag_rank()
@@ -141,6 +166,9 @@ def select_file(pin: Pin, files: list[DistFile], target: Target, ranks: dict | N
     sdists: list[DistFile] = []
     wheel_tags: list[str] = []
     for order, f in enumerate(files):
+        quick = _name_version_parts(f.filename)
+        if quick is None or quick[0] != pin.name or (quick[1] != pin.version and _cached_version(quick[1]) != want):
+            continue
         nv = f.name_version()
         if not nv or canonicalize_name(nv[0]) != pin.name or nv[1] != want:
             continue
@@ -171,7 +199,9 @@ def select_file(pin: Pin, files: list[DistFile], target: Target, ranks: dict | N
 
 
 def lock(requirements: list[str], constraints: list[Path], target: Target, sources: Sources, backend: Backend,
-         client: IndexClient, workdir: Path) -> list[Selection]:
+         client: IndexClient, workdir: Path, on_select: Callable[[Selection], None] | None = None) -> list[Selection]:
+    """The selections of every pin, in the resolver's order. ``on_select`` is called with each
+    selection as soon as it is made (as the index pages come in), e.g. to start its download."""
     reqfile = workdir / "requirements.in"
     reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     # Mirror fallback: when the resolver fails because the primary index cannot be
@@ -194,7 +224,7 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
         if primary is None or "://" not in primary or primary.startswith("file:"):
             return True
         try:
-            client.project_page(primary, probe_name)
+            client.project_page(primary, probe_name, fresh_ok=False)  # is it up now (not: was it)?
         except IndexUnavailable as down:
             client.dead.add(primary)
             if n < len(attempts) - 1:
@@ -221,9 +251,21 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
             if isinstance(exc, PackageResolutionError):
                 raise _classify(exc, target, client) from None
             raise
-    files = client.files_many([p.name for p in pins])
     ranks = target.tag_rank()
-    return [select_file(p, files[p.name], target, ranks) for p in pins]
+    chosen: dict[int, Selection] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pages = {pool.submit(client.files, p.name): i for i, p in enumerate(pins)}
+        try:
+            for fut in as_completed(pages):
+                i = pages[fut]
+                sel = chosen[i] = select_file(pins[i], fut.result(), target, ranks)
+                if on_select is not None:
+                    on_select(sel)
+        except BaseException:
+            for fut in pages:
+                fut.cancel()
+            raise
+    return [chosen[i] for i in range(len(pins))]
 
 
 def _classify(exc: PackageResolutionError, target: Target, client: IndexClient) -> Exception:

@@ -8,6 +8,7 @@ It comes from a probe file (``--target FILE``), from ``--python-version`` and
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -149,18 +150,24 @@ class Target:
         return int(a), int(b)
 
     def tag_rank(self) -> dict[Tag, int]:
-        """{tag: priority}; lower is better, like pip's ordering."""
-        ranks: dict[Tag, int] = {}
-        for i, t in enumerate(self.tags):
-            ranks.setdefault(Tag(*t.split("-")), i)
-        return ranks
+        """{tag: priority}; lower is better, like pip's ordering. Shared: do not modify it.
+
+        Computed once per target (a target accepts hundreds of tags, and file
+        selection asks for the ranking thousands of times).
+        """
+        return self._tag_rank
+
+    @functools.cached_property
+    def _tag_rank(self) -> dict[Tag, int]:
+        # cached_property writes to the instance __dict__ directly, so it works on a
+        # frozen (non-slots) dataclass; it is no field, so equality and hashing ignore it.
+        return _ranks_of(self.tags)
 
     def wheel_rank(self, filename: str, ranks: dict[Tag, int] | None = None) -> int | None:
         """The best rank of a wheel's tags for this target, or None if it does not fit."""
-        ranks = ranks if ranks is not None else self.tag_rank()
-        try:
-            _, _, _, wtags = parse_wheel_filename(filename)
-        except Exception:
+        ranks = ranks if ranks is not None else self._tag_rank
+        wtags = wheel_tags(filename)
+        if wtags is None:
             return None
         best = [ranks[t] for t in wtags if t in ranks]
         return min(best) if best else None
@@ -204,6 +211,25 @@ class Target:
     def describe(self) -> str:
         libc = f" {self.libc['name']} {self.libc['version']}" if self.libc else ""
         return f"{self.implementation} {self.python_version} ({self.abi}) on {self.os} {self.arch}{libc}"
+
+
+@functools.lru_cache(maxsize=64)
+def _ranks_of(tags: tuple[str, ...]) -> dict[Tag, int]:
+    """The ranking of an ordered tag list (targets with the same tags share one)."""
+    ranks: dict[Tag, int] = {}
+    for i, t in enumerate(tags):
+        ranks.setdefault(Tag(*t.split("-")), i)
+    return ranks
+
+
+@functools.lru_cache(maxsize=8192)
+def wheel_tags(filename: str) -> frozenset[Tag] | None:
+    """The tags of a wheel file name, or None when it is no valid wheel name (memoised:
+    the same torch-family names are ranked during CUDA planning and again in file selection)."""
+    try:
+        return parse_wheel_filename(filename)[3]
+    except Exception:
+        return None
 
 
 _TAG = re.compile(r"[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+")

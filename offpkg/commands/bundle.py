@@ -7,12 +7,7 @@ from pathlib import Path
 import click
 
 from .. import ui
-from ..backends import get_backend
-from ..bundle import BundleOptions, build_bundle
-from ..cache import Cache
 from ..options import requirement_options, backend_option, cache_option, force_option, index_options, json_option, target_options
-from ..resolve import collect_requirements
-from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
 
 def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook build_bundle expects
@@ -69,6 +64,13 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     """
     ui.state.json = as_json
     t0 = time.monotonic()
+    # Imported here, not at the top: other commands (and --help) need not load the bundle machinery.
+    from ..backends import get_backend
+    from ..bundle import BundleOptions, build_bundle
+    from ..cache import Cache
+    from ..resolve import collect_requirements
+    from ._common import UIEvents, settings, sources_from_options, targets_from_options
+
     cfg = settings()
     targets = targets_from_options(target_files, python_version, platforms, cfg)
     sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)

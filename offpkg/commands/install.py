@@ -5,9 +5,7 @@ from pathlib import Path
 import click
 
 from .. import ui
-from ..install import install_bundle
 from ..options import backend_option, json_option
-from ._common import UIEvents, settings
 
 
 @click.command()
@@ -28,6 +26,8 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
     anything fails, the venv it created is removed.
     """
     ui.state.json = as_json
+    from ._common import UIEvents, settings  # imported here: --help need not load the backends
+
     if conda_prefix:
         from ..condainstall import install_conda_bundle
         from ..errors import UsageError
@@ -53,6 +53,8 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         return
     if not venv:
         raise click.UsageError("give --venv PATH (or --conda-prefix PATH)")
+    from ..install import install_bundle
+
     backend = backend or settings().get("backend")
     with ui.reporter() as r:
         res = install_bundle(Path(bundle), Path(venv), python=Path(python) if python else None, upgrade=upgrade,

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import click
 
+from typing import TYPE_CHECKING
+
 from .. import ui
-from ..backends import get_backend
-from ..fsutil import write_text_atomic
-from ..index import IndexClient
 from ..options import requirement_options, backend_option, index_options, json_option, target_options
-from ..resolve import collect_requirements, lock as do_lock
-from ..target import Target
-from ._common import settings, sources_from_options, targets_from_options
+
+if TYPE_CHECKING:
+    from ..target import Target
 
 
 @click.command()
@@ -32,6 +31,13 @@ def lock(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tu
     would install; `offpkg bundle` does the same and also fetches and proves it.
     """
     ui.state.json = as_json
+    # Imported here: --help and the other commands need not load the resolver and requests.
+    from ..backends import get_backend
+    from ..fsutil import write_text_atomic
+    from ..index import IndexClient
+    from ..resolve import collect_requirements, lock as do_lock
+    from ._common import settings, sources_from_options, targets_from_options
+
     cfg = settings()
     targets = targets_from_options(target_files, python_version, platforms, cfg)
     if len(targets) > 1:
