@@ -82,9 +82,4 @@ def sources_from_options(index_url: str | None, extra_index_urls: tuple[str, ...
         if "://" not in f and not p.is_dir():
             raise UsageError(f"--find-links {f} is not a folder")
         links.append(str(p.resolve()) if "://" not in f else f)
-    sources = Sources(tuple(primary + extras), tuple(links))
-    if fallbacks and "fallbacks" in Sources.__dataclass_fields__:
-        from dataclasses import replace
-
-        sources = replace(sources, fallbacks=fallbacks)
-    return sources
+    return Sources(tuple(primary + extras), tuple(links), fallbacks)
