@@ -28,11 +28,10 @@ from .condabundle import env_interpreter
 from .errors import (InputError, InstallError, OutputExistsError, SubprocessError, TargetMismatchError,
                      VerificationError)
 from .events import Events
-from .install import (INCOMPLETE, check_cuda, choose_target, opened_bundle, pick_installer, probe_python,
+from .install import (INCOMPLETE, check_cuda, verified, choose_target, opened_bundle, pick_installer, probe_python,
                       requirements_for, write_receipt)
 from .manifest import Manifest
 from .target import Target
-from .verify import verify_bundle
 
 __all__ = ["install_conda_bundle", "RECEIPT"]
 
@@ -60,14 +59,7 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
     _check_prefix(prefix, events)
 
     with opened_bundle(bundle) as bdir:
-        events.stage("verify", "verifying the bundle")
-        try:
-            report = verify_bundle(bdir)
-        finally:
-            events.done("verify")
-        if not report.ok:
-            raise VerificationError(f"{bundle} failed verification; nothing was installed", report.problems,
-                                    hint="copy the bundle again from its source; do not edit bundles by hand")
+        report = verified(bdir, bundle, events)
         manifest = report.manifest
         assert manifest is not None
         info = _conda_info(bundle, manifest)

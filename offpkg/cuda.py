@@ -598,7 +598,7 @@ def plan_for_target(target: Target, cuda: str = "auto", torch: str | None = None
     if choice == "cpu":
         if torch:
             _torch_row(_series(torch))
-        return _cpu_plan(torch or newest, os, arch, index_base, f"the cpu build was asked for (--cuda cpu)")
+        return _cpu_plan(torch or newest, os, arch, index_base, "the cpu build was asked for (--cuda cpu)")
     if not re.fullmatch(r"cu\d{3}", choice):
         raise UsageError(f"--cuda {cuda!r} is not auto, cpu or a CUDA variant like cu126")
     data = load_data()

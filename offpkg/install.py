@@ -221,6 +221,19 @@ def requirements_for(manifest: Manifest, target_index: int) -> str:
     return f"requirements/{Target.from_probe(manifest.targets[target_index]).id}.txt"
 
 
+def verified(bdir: Path, bundle: Path, events: Events) -> VerifyReport:
+    """Verify an opened bundle both ways; refuse (listing every problem) before any install step."""
+    events.stage("verify", "verifying the bundle")
+    try:
+        report = verify_bundle(bdir)
+    finally:
+        events.done("verify")
+    if not report.ok:
+        raise VerificationError(f"{bundle} failed verification; nothing was installed", report.problems,
+                                hint="copy the bundle again from its source; do not edit bundles by hand")
+    return report
+
+
 def check_cuda(manifest: Manifest, gpu: dict[str, Any] | None, force: bool) -> list[str]:
     """Refuse a host whose driver/GPU cannot run the bundle's CUDA build; with --force, warnings instead."""
     if not manifest.cuda:
@@ -262,12 +275,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
     venv = Path(venv).absolute()
     python = Path(python) if python else Path(sys.executable)
     with opened_bundle(bundle) as bdir:
-        events.stage("verify", "verifying the bundle")
-        report = verify_bundle(bdir)
-        events.done("verify")
-        if not report.ok:
-            raise VerificationError(f"{bundle} failed verification; nothing was installed", report.problems,
-                                    hint="copy the bundle again from its source; do not edit bundles by hand")
+        report = verified(bdir, bundle, events)
         manifest = report.manifest
         assert manifest is not None
         host = probe_python(python)
