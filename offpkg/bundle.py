@@ -47,6 +47,7 @@ from .index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
 from .resolve import Selection, lock
+from ._templates import read_template
 from .target import Target
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
@@ -105,7 +106,7 @@ def created_timestamp() -> str:
 
 
 def _template(name: str) -> str:
-    return (resources.files("offpkg.templates") / name).read_text(encoding="utf-8")
+    return read_template(name)
 
 
 def _probe_source() -> str:

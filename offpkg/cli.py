@@ -139,6 +139,16 @@ def main(argv: list[str] | None = None) -> Any:
         ui.err.print(f"[bold red]error:[/] {redact_text(msg)}")
         ui.err.print("[bold]hint:[/] free some space or fix the permissions, then run the command again")
         sys.exit(10)
+    except Exception as exc:
+        # A bug, not bad input: one line by default, the traceback with -vv for the report.
+        if ui.state.verbose > 1:
+            raise
+        from rich.markup import escape
+
+        ui.err.print(f"[bold red]error:[/] internal error: {escape(redact_text(f'{type(exc).__name__}: {exc}'))}")
+        ui.err.print("[bold]hint:[/] this is a bug in offpkg; run the command again with -vv to see the traceback, "
+                     "and report it")
+        sys.exit(70)
     if isinstance(rv, int) and rv:
         sys.exit(rv)
     return rv

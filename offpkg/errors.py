@@ -18,6 +18,7 @@ Exit codes (documented in README.md, stable):
 8     a subprocess (pip, uv, a build) failed
 9     output exists (use --force) or a file lock could not be taken
 10    environment problem (disk full, permissions, missing tool)
+70    internal error (a bug; -vv shows the traceback)
 130   interrupted
 ====  ===============================================================
 """

@@ -25,7 +25,6 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from . import __version__
@@ -48,7 +47,9 @@ class PayloadInfo:
 
 
 def _template() -> str:
-    return (resources.files("offpkg.templates") / TEMPLATE).read_text(encoding="utf-8")
+    from ._templates import read_template
+
+    return read_template(TEMPLATE)
 
 
 def render_header(offset: int, size: int, sha256: str) -> bytes:

@@ -14,7 +14,6 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +78,9 @@ class Stack:
 
 
 def _stacks_dir() -> Traversable:
-    return resources.files("offpkg.templates") / "stacks"
+    from ._templates import templates
+
+    return templates() / "stacks"
 
 
 def _parse(text: str, where: str) -> Stack:
