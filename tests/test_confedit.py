@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offpkg import confedit
+from offpkg import confedit, conflookup
 from offpkg._subprocess import isolated_env
 from offpkg.confedit import CondarcDoc, IniDoc, UnsupportedYaml
 from offpkg.errors import InputError
@@ -267,24 +267,24 @@ def _layout(tmp_path: Path) -> tuple[dict[str, str], dict[str, Path]]:
 
 def test_pip_config_files_order(tmp_path: Path) -> None:
     env, p = _layout(tmp_path)
-    files = confedit.pip_config_files(env, prefix=str(tmp_path / "venv"))
+    files = conflookup.pip_config_files(env, prefix=str(tmp_path / "venv"))
     assert files == [("global", p["xdg"]), ("global", Path("/etc/pip.conf")), ("user", p["legacy"]),
                      ("user", p["user"]), ("site", p["site"])]
     p["envfile"].write_text("[global]\n")
-    files = confedit.pip_config_files({**env, "PIP_CONFIG_FILE": str(p["envfile"])}, prefix=str(tmp_path / "venv"))
+    files = conflookup.pip_config_files({**env, "PIP_CONFIG_FILE": str(p["envfile"])}, prefix=str(tmp_path / "venv"))
     # An existing PIP_CONFIG_FILE turns the user files off and is the strongest file.
     assert [k for k, _ in files] == ["global", "global", "site", "env"]
-    assert confedit.pip_config_files({**env, "PIP_CONFIG_FILE": os.devnull}) == []
+    assert conflookup.pip_config_files({**env, "PIP_CONFIG_FILE": os.devnull}) == []
 
 
 def test_pip_scope_paths(tmp_path: Path) -> None:
     env, p = _layout(tmp_path)
-    assert confedit.pip_scope_path("user", env) == p["user"]
+    assert conflookup.pip_scope_path("user", env) == p["user"]
     p["legacy"].parent.mkdir(parents=True)
     p["legacy"].write_text("[global]\n")
-    assert confedit.pip_scope_path("user", env) == p["legacy"]  # only the legacy file exists: edit it
-    assert confedit.pip_scope_path("global", env) == Path("/etc/pip.conf")
-    assert confedit.pip_scope_path("venv", {**env, "VIRTUAL_ENV": str(tmp_path / "venv")}) == p["site"]
+    assert conflookup.pip_scope_path("user", env) == p["legacy"]  # only the legacy file exists: edit it
+    assert conflookup.pip_scope_path("global", env) == Path("/etc/pip.conf")
+    assert conflookup.pip_scope_path("venv", {**env, "VIRTUAL_ENV": str(tmp_path / "venv")}) == p["site"]
 
 
 def _write(path: Path, text: str) -> None:
@@ -326,7 +326,7 @@ def test_pip_precedence_matches_real_pip(tmp_path: Path, venv_python: Path) -> N
 
     def both(extra: dict[str, str]) -> tuple[str, str]:
         e = {**env, **extra}
-        ours = confedit.pip_effective(e, prefix=prefix, command="download")[0]["index-url"]
+        ours = conflookup.pip_effective(e, prefix=prefix, command="download")[0]["index-url"]
         return ours.value, _pip_index(venv_python, e, tmp_path)
 
     ours, pips = both({})
@@ -339,7 +339,7 @@ def test_pip_precedence_matches_real_pip(tmp_path: Path, venv_python: Path) -> N
     _write(p["user"], f"[download]\nindex-url = {url('user-download')}\n")
     assert both({}) == (url("user-download"), url("user-download"))
     assert both({"PIP_INDEX_URL": url("var")}) == (url("var"), url("var"))
-    settings_, _, _ = confedit.pip_effective({**env, "PIP_INDEX_URL": url("var")}, prefix=prefix)
+    settings_, _, _ = conflookup.pip_effective({**env, "PIP_INDEX_URL": url("var")}, prefix=prefix)
     assert settings_["index-url"].source == "env PIP_INDEX_URL"
 
 
@@ -349,18 +349,18 @@ def test_pip_precedence_matches_real_pip(tmp_path: Path, venv_python: Path) -> N
 def test_condarc_search_path_and_merge(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = {"HOME": str(home), "CONDA_ROOT": str(tmp_path / "root"), "CONDA_PREFIX": str(tmp_path / "envs" / "ml")}
-    path = confedit.condarc_search_path(env)
+    path = conflookup.condarc_search_path(env)
     assert path.index(home / ".config" / "conda" / ".condarc") < path.index(home / ".condarc") \
         < path.index(tmp_path / "envs" / "ml" / ".condarc")
-    assert confedit.condarc_scope_path("user", env) == home / ".condarc"
-    assert confedit.condarc_scope_path("global", env) == tmp_path / "root" / ".condarc"
-    assert confedit.condarc_scope_path("venv", env) == tmp_path / "envs" / "ml" / ".condarc"
+    assert conflookup.condarc_scope_path("user", env) == home / ".condarc"
+    assert conflookup.condarc_scope_path("global", env) == tmp_path / "root" / ".condarc"
+    assert conflookup.condarc_scope_path("venv", env) == tmp_path / "envs" / "ml" / ".condarc"
     _write(tmp_path / "root" / ".condarc", "channels:\n  - defaults\nshow_channel_urls: false\n"
                                            "custom_channels:\n  a: https://root/a\n  b: https://root/b\n")
     _write(home / ".condarc", "channels: [conda-forge, defaults]\nshow_channel_urls: true\n"
                               "custom_channels:\n  b: https://user:S3cr3tCh@home/b\n")
     _write(home / ".conda" / "condarc.d" / "x.yml", "channels:\n  - bioconda\n")
-    got, files, problems = confedit.conda_effective(env)
+    got, files, problems = conflookup.conda_effective(env)
     assert problems == []
     assert got["channels"]["value"] == ["conda-forge", "defaults", "bioconda"]
     assert got["channels"]["sources"][0] == str(home / ".condarc")
@@ -369,5 +369,5 @@ def test_condarc_search_path_and_merge(tmp_path: Path) -> None:
     from offpkg.redact import redact_text
 
     assert "S3cr3tCh" not in redact_text(str(got))
-    got, _, _ = confedit.conda_effective({**env, "CONDA_CHANNELS": "x,y"})
+    got, _, _ = conflookup.conda_effective({**env, "CONDA_CHANNELS": "x,y"})
     assert got["channels"] == {"value": ["x", "y"], "sources": ["env CONDA_CHANNELS"]}

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from .. import config as config_mod
-from .. import confedit, mirrors, ui
+from .. import confedit, conflookup, mirrors, ui
 from ..errors import InputError, NetworkError, UsageError
 from ..options import json_option
 from ..redact import redact_url, secrets_in_url
@@ -157,17 +157,17 @@ def _targets(pip_conf: Path | None, condarc: Path | None, scope: str, only: str 
             write_pip = False
     else:
         write_pip, write_conda = only in (None, "pip"), only in (None, "conda")
-    return (write_pip, write_conda, pip_conf or confedit.pip_scope_path(scope),
-            condarc or confedit.condarc_scope_path(scope))
+    return (write_pip, write_conda, pip_conf or conflookup.pip_scope_path(scope),
+            condarc or conflookup.condarc_scope_path(scope))
 
 
 def _pip_reads(path: Path) -> str | None:
     """A warning when pip would not use ``path``'s index-url as things stand."""
-    files = [p for _, p in confedit.pip_config_files()]
+    files = [p for _, p in conflookup.pip_config_files()]
     real = os.path.realpath(path)
     if not any(os.path.realpath(p) == real for p in files):
         return f"pip does not read {path} on its own; use it with PIP_CONFIG_FILE={path}"
-    settings, _, _ = confedit.pip_effective()
+    settings, _, _ = conflookup.pip_effective()
     s = settings.get("index-url")
     if s and not s.source.startswith("env ") and os.path.realpath(s.source) != real:
         return f"pip will still use the index-url from {s.source}, which takes precedence over {path}"
@@ -278,8 +278,8 @@ def show_cmd(as_json: bool) -> None:
     ui.state.json = as_json
     cfg = _load_config()
     known = mirrors.known_mirrors(cfg)
-    pip_settings, pip_files, pip_problems = confedit.pip_effective()
-    conda_settings, conda_files, conda_problems = confedit.conda_effective()
+    pip_settings, pip_files, pip_problems = conflookup.pip_effective()
+    conda_settings, conda_files, conda_problems = conflookup.conda_effective()
     idx = pip_settings.get("index-url")
     pip_index = {"value": redact_url(idx.value) if idx else mirrors.OFFICIAL_PYPI,
                  "source": idx.source if idx else "pip default",
