@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -121,6 +120,7 @@ def _resolution_error(exc: SubprocessError, backend: str) -> ResolutionError:
 
 # ---------------------------------------------------------------------- uv
 
+
 def uv_binary() -> str | None:
     """The uv executable that ships with offpkg (the ``uv`` package), or one on PATH."""
     try:
@@ -186,6 +186,7 @@ class UvBackend:
 
 
 # ---------------------------------------------------------------------- pip
+
 
 class PipBackend:
     name = "pip"
@@ -315,5 +316,3 @@ def get_backend(name: str | None) -> Backend:
     raise UsageError(f"unknown backend {name!r}: use uv or pip")
 
 
-def temp_workdir(prefix: str = "offpkg-") -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix=prefix)

@@ -19,6 +19,7 @@ only when complete.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import os
 import time
 import threading
@@ -49,8 +50,6 @@ from .redact import strip_credentials
 from .resolve import Selection, lock
 from ._templates import read_template
 from .target import Target
-
-ARCHIVE_SUFFIXES = (".tar", ".tar.zst")
 
 
 @dataclass
@@ -115,6 +114,7 @@ def _probe_source() -> str:
 
 # ---------------------------------------------------------------------------- steps
 
+
 def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events,
              on_select: Any = None) -> list[list[Selection]]:
     locks: list[list[Selection]] = []
@@ -173,7 +173,6 @@ def _build_sdists(opts: BundleOptions, target: Target, sels: list[Selection], fe
                   workdir: Path, events: Events) -> dict[str, Fetched]:
     """Build every sdist selection into a wheel that fits the target; returns {sdist filename: built wheel}."""
     out: dict[str, Fetched] = {}
-    host = Target.host()
     builddir = workdir / "built"
     builddir.mkdir(exist_ok=True)
     for s in sels:
@@ -189,7 +188,7 @@ def _build_sdists(opts: BundleOptions, target: Target, sels: list[Selection], fe
                 f"{s.pin.name}=={s.pin.version} has no wheel for the target {target.describe()}, and its sdist builds "
                 f"{kind} here ({wheel.name}) that the target cannot install",
                 hint=f"tags tried: {', '.join(target.tags[:4])} ...; build the wheel on a host like the target "
-                     "and pass it with --find-links" + ("" if tuple(target.tags) != tuple(host.tags) else ""))
+                     "and pass it with --find-links")
         digest, size = sha256_file(wheel)
         dest = opts.cache.path(digest, wheel.name)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -257,8 +256,7 @@ disable-pip-version-check = true
 
 
 def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
-                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[tuple[str, Fetched]],
-                 verification: dict[str, Any] | None = None) -> Manifest:
+                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched]) -> Manifest:
     """Write every file of the bundle into ``stage``; returns the manifest written."""
     wheels = stage / "wheels"
     wheels.mkdir(parents=True)
@@ -279,9 +277,8 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
                 built_from_sdist=s.needs_build, requires_python=s.file.requires_python, targets=(ti,))
             link_or_copy(f.path, wheels / f.filename)
     packages = list(by_file.values())
-    if tools:
-        (stage / "tools").mkdir()
-    for tool_name, f in tools:
+    (stage / "tools").mkdir()  # bootstrap.py and probe.py always go there
+    for f in tools:
         name, version, _, _ = parse_wheel_filename(f.filename)
         link_or_copy(f.path, stage / "tools" / f.filename)
         packages.append(Package(name=canonicalize_name(name), version=str(version), filename=f.filename,
@@ -310,8 +307,7 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
         p.write_bytes(data)
         if rel.endswith(".sh"):
             p.chmod(0o755)
-        digest, size = sha256_file(p)
-        entries.append(FileEntry(rel, digest, size))
+        entries.append(FileEntry(rel, hashlib.sha256(data).hexdigest(), len(data)))  # hashed in memory, not re-read
     if opts.extra.get("extra_files"):
         for rel, src in opts.extra["extra_files"]:
             p = stage / rel
@@ -329,7 +325,6 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
         indexes=tuple(strip_credentials(u) for u in opts.sources.index_urls),
         cuda=opts.cuda,
         conda=opts.extra.get("conda"),
-        verification=verification,
         extra={k: v for k, v in opts.extra.items() if k not in ("extra_files", "conda")} | (
             {"stack": opts.stack} if opts.stack else {}),
     )
@@ -389,12 +384,12 @@ class _EarlyFetch:
 
 def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexClient, events: Events,
               tools: list[tuple[Target, DistFile | None, DistFile | None]] | None = None,
-              early: _EarlyFetch | None = None) -> tuple[dict[str, Fetched], list[tuple[str, Fetched]]]:
+              early: _EarlyFetch | None = None) -> tuple[dict[str, Fetched], list[Fetched]]:
     wanted: dict[str, DistFile] = {}
     for sels in locks:
         for s in sels:
             wanted.setdefault(s.file.filename, s.file)
-    tool_files: list[tuple[str, DistFile]] = []
+    tool_files: list[DistFile] = []
     if opts.tools:
         seen: set[str] = set()
         for t, pip, uv in (tools if tools is not None else tool_selections(opts, client)):
@@ -403,10 +398,10 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
             if uv is None:
                 events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
                             "(offpkg install uses its own uv where it runs)")
-            for name, f in (("pip", pip), ("uv", uv)):
+            for f in (pip, uv):
                 if f is not None and f.filename not in seen:
                     seen.add(f.filename)
-                    tool_files.append((name, f))
+                    tool_files.append(f)
                     wanted.setdefault(f.filename, f)
     total = sum(f.size or 0 for f in wanted.values())
     early = early or _EarlyFetch(opts, client, events)
@@ -416,8 +411,7 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
     results = early.fetcher.wait()
     events.done("download")
     fetched = {r.filename: r for r in results}
-    # Sources without a published hash were pinned on download; remember their digest.
-    return fetched, [(name, fetched[f.filename]) for name, f in tool_files]
+    return fetched, [fetched[f.filename] for f in tool_files]
 
 
 class _Background:
@@ -486,7 +480,7 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
         if verify_hook is not None:
             t3 = time.monotonic()
             verification = verify_hook(stage, manifest)
-            manifest = Manifest.from_json(manifest.to_json() | {"verification": verification})
+            manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
         t4 = time.monotonic()

@@ -65,13 +65,6 @@ class Cache:
             pass
         return None
 
-    def lookup_by_name(self, filename: str) -> list[Path]:
-        """Cached files named ``filename`` (for sources without a published hash)."""
-        base = self.root / "files"
-        if not base.is_dir():
-            return []
-        return sorted(base.glob(f"*/*/{filename}"))
-
     def clean_stale(self, max_age: float = 3 * 86400) -> int:
         """Remove temporaries of dead runs; returns how many.
 

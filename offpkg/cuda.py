@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .target import Target
 
 DEFAULT_INDEX_BASE = "https://download.pytorch.org/whl"
-PYPI_SIMPLE = "https://pypi.org/simple"
 DATA_FORMAT = 1
 
 # Packages whose builds differ per CUDA variant and must come only from the
@@ -134,6 +133,7 @@ def _series(torch: str) -> str:
 
 
 # ------------------------------------------------------------------ data
+
 
 @lru_cache(maxsize=1)
 def load_data() -> dict[str, Any]:
@@ -281,6 +281,7 @@ def _uncertain_driver(cuda: str, os: str) -> bool:
 
 
 # ------------------------------------------------------------------ the plan
+
 
 @dataclass(frozen=True)
 class CudaPlan:
@@ -646,6 +647,7 @@ def plan_for_target(target: Target, cuda: str = "auto", torch: str | None = None
 
 
 # ------------------------------------------------------------------ bundles and hosts
+
 
 def is_torch_family(name: str) -> bool:
     """Whether a distribution must come only from the chosen variant's index (torch, torchvision, triton, ...)."""

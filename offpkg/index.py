@@ -24,7 +24,6 @@ import random
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
@@ -450,10 +449,6 @@ class IndexClient:
                 out.append(f)
         return out
 
-    def files_many(self, names: list[str], workers: int = 8) -> dict[str, list[DistFile]]:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return dict(zip(names, pool.map(self.files, names)))
-
     def alternates(self, f: DistFile) -> list[str]:
         """URLs of the very same file (same filename *and* sha256) on ``f.mirrors``, in order.
 
@@ -547,5 +542,3 @@ def make_session(pool: int = 16) -> requests.Session:
     return s
 
 
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))

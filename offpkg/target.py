@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.markers import Marker
-from packaging.tags import Tag, parse_tag
+from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
 from . import _probe
@@ -303,8 +303,3 @@ def resolve_target(target_file: str | None, python_version: str | None, platform
     return Target.host()
 
 
-def parse_tags(tags: list[str]) -> list[Tag]:
-    out: list[Tag] = []
-    for t in tags:
-        out.extend(parse_tag(t))
-    return out

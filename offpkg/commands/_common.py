@@ -13,8 +13,6 @@ from ..errors import UsageError
 from ..events import Events
 from ..target import Target, resolve_target
 
-PYPI = "https://pypi.org/simple"
-
 
 class UIEvents(Events):
     """Core progress events rendered with rich (quiet when not on a terminal)."""
@@ -47,13 +45,6 @@ def targets_from_options(target_files: tuple[str, ...], python_version: str | No
             raise UsageError("use either --target FILE or --python-version/--platform, not both")
         return [Target.from_file(f) for f in target_files]
     return [resolve_target(None, python_version, platforms)]
-
-
-def one_target(target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...]) -> Target:
-    targets = targets_from_options(target_files, python_version, platforms)
-    if len(targets) > 1:
-        raise UsageError("this command takes one --target")
-    return targets[0]
 
 
 def settings() -> Config:
