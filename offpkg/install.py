@@ -221,6 +221,17 @@ def requirements_for(manifest: Manifest, target_index: int) -> str:
     return f"requirements/{Target.from_probe(manifest.targets[target_index]).id}.txt"
 
 
+def venv_pip_conf(template: str, wheels: Path | None) -> str:
+    """The bundle's pip.conf for the venv: find-links to the bundle's wheels, or none when they do not stay.
+
+    An archive is extracted to a temporary directory that is gone after the install,
+    so only ``no-index`` is kept: later pip runs in the venv stay offline.
+    """
+    if wheels is None:
+        return "".join(line for line in template.splitlines(True) if not line.startswith("find-links"))
+    return template.replace("find-links = wheels", f"find-links = {wheels.resolve()}")
+
+
 def verified(bdir: Path, bundle: Path, events: Events) -> VerifyReport:
     """Verify an opened bundle both ways; refuse (listing every problem) before any install step."""
     events.stage("verify", "verifying the bundle")
@@ -313,9 +324,9 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
                          else [str(venv_python(venv)), "-m", "pip", "check"])
                 run(check, env=uv._env(Path(wd)) if uv is not None else isolated_env(home=wd),
                     what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
-                pipconf = (bdir / "pip.conf").read_text(encoding="utf-8").replace(
-                    "find-links = wheels", f"find-links = {(bdir / 'wheels').resolve() if bundle.is_dir() else 'wheels'}")
-                (venv / "pip.conf").write_text(pipconf, encoding="utf-8")
+                (venv / "pip.conf").write_text(venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),
+                                                             bdir / "wheels" if bundle.is_dir() else None),
+                                               encoding="utf-8")
                 write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
                               sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
                 (venv / INCOMPLETE).unlink()

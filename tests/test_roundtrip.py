@@ -107,7 +107,8 @@ def test_verify_then_install_offline(host_bundles, tmp_path, env, offpkg, offlin
     receipt = json.loads((venv / "offpkg-receipt.json").read_text())
     assert receipt["bundle"] == str(path.resolve()) and "alpha==1.0" in receipt["packages"]
     assert not (venv / ".offpkg-incomplete").exists()
-    assert "no-index = true" in (venv / "pip.conf").read_text()
+    conf = (venv / "pip.conf").read_text()
+    assert "no-index = true" in conf and f"find-links = {(path / 'wheels').resolve()}" in conf
     # An existing venv is never modified without --upgrade ...
     again = offpkg(["install", str(path), "--venv", str(venv)], env, offline=offline)
     assert_clean_error(again, 9, "already exists", "--upgrade")
@@ -176,6 +177,9 @@ def test_archive_bundle_verifies_and_installs(index, tmp_path, env, offpkg, offl
     assert ok.returncode == 0, ok.stderr
     inst = offpkg(["install", str(out), "--venv", str(tmp_path / "v")], env, offline=offline)
     assert inst.returncode == 0, inst.stderr
+    # The archive's wheels were extracted to a temp dir that is gone: no dangling find-links, still offline.
+    conf = (tmp_path / "v" / "pip.conf").read_text()
+    assert "no-index = true" in conf and "find-links" not in conf
     info = offpkg(["inspect", str(out), "--json"], env)
     data = json.loads(info.stdout)
     assert data["packages"] == 3 and data["requirements"] == ["alpha"]
