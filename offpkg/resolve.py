@@ -15,7 +15,7 @@ import functools
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -24,8 +24,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .backends import Backend, PackageResolutionError, Pin, Sources
-from .errors import InputError, NoWheelError
-from .index import DistFile, IndexClient
+from .errors import InputError, NetworkError, NoWheelError, ResolutionError, SubprocessError
+from .index import DistFile, IndexClient, IndexUnavailable, normalise_base
 from .target import Target
 
 
@@ -204,19 +204,35 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
     selection as soon as it is made (as the index pages come in), e.g. to start its download."""
     reqfile = workdir / "requirements.in"
     reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
-    # Mirror fallback: when the resolver fails because the primary index cannot be
-    # reached (connection error, timeout, 5xx), resolve again with the next mirror
-    # as the primary. Whether it was unreachable is asked of the index itself (one
-    # project page, with retries), not guessed from uv's or pip's wording.
-    from dataclasses import replace as _replace
+    pins = _resolve_with_fallback(reqfile, requirements, constraints, target, sources, backend, client, workdir)
+    ranks = target.tag_rank()
+    chosen: dict[int, Selection] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        pages = {pool.submit(client.files, p.name): i for i, p in enumerate(pins)}
+        try:
+            for fut in as_completed(pages):
+                i = pages[fut]
+                sel = chosen[i] = select_file(pins[i], fut.result(), target, ranks)
+                if on_select is not None:
+                    on_select(sel)
+        except BaseException:
+            for fut in pages:
+                fut.cancel()
+            raise
+    return [chosen[i] for i in range(len(pins))]
 
-    from .errors import NetworkError, ResolutionError, SubprocessError
-    from .index import IndexUnavailable, normalise_base
 
+def _resolve_with_fallback(reqfile: Path, requirements: list[str], constraints: list[Path], target: Target,
+                           sources: Sources, backend: Backend, client: IndexClient, workdir: Path) -> list[Pin]:
+    """Pins from the backend, trying the next mirror as primary while the current one cannot be reached.
+
+    Whether a mirror is unreachable (connection error, timeout, 5xx) is asked of the
+    index itself (one project page, with retries), not guessed from uv's or pip's wording.
+    """
     client.use_fallbacks(sources.fallbacks)
     mirrors = [*sources.index_urls[:1], *sources.fallbacks] if sources.index_urls else []
-    attempts = [_replace(sources, index_urls=(m, *sources.index_urls[1:]),
-                         fallbacks=tuple(x for x in mirrors if x != m)) for m in mirrors] or [sources]
+    attempts = [replace(sources, index_urls=(m, *sources.index_urls[1:]),
+                        fallbacks=tuple(x for x in mirrors if x != m)) for m in mirrors] or [sources]
     probe_name = Requirement(requirements[0]).name if requirements else "pip"
 
     def reachable(n: int, primary: str | None) -> bool:
@@ -237,35 +253,22 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
             pass  # it answers (401, 403...): the resolver will say what is wrong
         return True
 
+    last = len(attempts) - 1
     for n, src in enumerate(attempts):
         primary = normalise_base(src.index_urls[0]) if src.index_urls else None
         # A dead primary costs uv/pip several retries (minutes if it stalls): ask it once first.
-        if primary in client.dead and n < len(attempts) - 1 or not reachable(n, primary):
+        if (primary in client.dead and n < last) or not reachable(n, primary):
             continue
         try:
-            pins = backend.resolve(reqfile, constraints, target, src, workdir)
-            break
+            return backend.resolve(reqfile, constraints, target, src, workdir)
         except (ResolutionError, SubprocessError) as exc:
             if not reachable(n, primary):  # it went down while the resolver ran
                 continue
             if isinstance(exc, PackageResolutionError):
                 raise _classify(exc, target, client) from None
             raise
-    ranks = target.tag_rank()
-    chosen: dict[int, Selection] = {}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        pages = {pool.submit(client.files, p.name): i for i, p in enumerate(pins)}
-        try:
-            for fut in as_completed(pages):
-                i = pages[fut]
-                sel = chosen[i] = select_file(pins[i], fut.result(), target, ranks)
-                if on_select is not None:
-                    on_select(sel)
-        except BaseException:
-            for fut in pages:
-                fut.cancel()
-            raise
-    return [chosen[i] for i in range(len(pins))]
+    # reachable() raises on the last mirror, so every path above returns or raises.
+    raise AssertionError("mirror fallback ended without a result")
 
 
 def _classify(exc: PackageResolutionError, target: Target, client: IndexClient) -> Exception:
