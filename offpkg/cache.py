@@ -23,6 +23,7 @@ import platformdirs
 from filelock import FileLock, Timeout
 
 from .errors import LockError
+from .fsutil import pid_alive
 from .hashing import sha256_file
 
 
@@ -92,7 +93,7 @@ class Cache:
         unhashed = self.root / "unhashed"
         for tmp in unhashed.iterdir() if unhashed.is_dir() else ():
             pid = tmp.name.split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
                 removed += 1
         index = self.index_dir
@@ -116,16 +117,6 @@ class Cache:
             if sha256_file(p)[0] != p.parent.name:
                 bad.append(p)
         return bad
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def acquire(lock: FileLock, what: str) -> FileLock:

@@ -75,7 +75,8 @@ def staging(final: Path, *, directory: bool) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a run that was killed left its temporaries)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,7 +92,7 @@ def clean_dead_staging(final: Path) -> list[Path]:
     prefix = f".{final.name}.offpkg-tmp-"
     for p in final.parent.glob(prefix + "*"):
         pid = p.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             remove(p)
             removed.append(p)
     return removed
