@@ -479,7 +479,7 @@ def _cuda_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """
     if args.cuda == "none":
         return [], []
-    from offpkg import cuda
+    from offpkg.gpu import cuda
 
     series = args.torch or cuda.torch_releases()[-1]
     variant = args.cuda if args.cuda != "pypi" else cuda._pypi_default(series)  # noqa: SLF001 - bench only

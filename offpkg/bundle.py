@@ -38,13 +38,13 @@ from packaging.version import Version
 
 from . import __version__
 from .backends import Backend, Sources
-from .cache import Cache
+from .net.cache import Cache
 from .errors import InputError, NoWheelError
 from .events import Events
-from .fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
+from .net.fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
 from .fsutil import check_output, commit, link_or_copy, staging
 from .hashing import sha256_file
-from .index import DistFile, IndexClient
+from .net.index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
 from .resolve import Selection, lock
@@ -64,7 +64,7 @@ class BundleOptions:
     force: bool = False
     tools: bool = True
     fetch_policy: FetchPolicy = field(default_factory=FetchPolicy)
-    # Filled by CUDA planning (offpkg.cuda): recorded in the manifest.
+    # Filled by CUDA planning (offpkg.gpu.cuda): recorded in the manifest.
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,5 +1,5 @@
 """Progress events from the core. The core never prints: it calls these hooks,
-and the CLI renders them (offpkg.ui). The defaults do nothing."""
+and the CLI renders them (offpkg.cli.ui). The defaults do nothing."""
 
 from __future__ import annotations
 

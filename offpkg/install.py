@@ -249,7 +249,7 @@ def check_cuda(manifest: Manifest, gpu: dict[str, Any] | None, force: bool) -> l
     """Refuse a host whose driver/GPU cannot run the bundle's CUDA build; with --force, warnings instead."""
     if not manifest.cuda:
         return []
-    from .cuda import check_host
+    from .gpu.cuda import check_host
 
     problems = check_host(manifest.cuda, gpu)
     if problems and not force:

@@ -25,7 +25,7 @@ from packaging.version import InvalidVersion, Version
 
 from .backends import Backend, PackageResolutionError, Pin, Sources
 from .errors import InputError, NetworkError, NoWheelError, ResolutionError, SubprocessError
-from .index import DistFile, IndexClient, IndexUnavailable, normalise_base
+from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
 from .target import Target
 
 

@@ -1,7 +1,7 @@
 """Built-in stacks: named package sets with a smoke test, defined in ``templates/stacks/*.toml``.
 
 A stack file holds ``name``, ``description``, ``requirements`` (PEP 508 strings),
-``torch`` (true when the stack needs CUDA planning, see ``offpkg.cuda``),
+``torch`` (true when the stack needs CUDA planning, see ``offpkg.gpu.cuda``),
 ``smoke`` (the smoke-test script beside it, run inside the installed
 environment as ``python SCRIPT --expect-cuda X.Y|none``) and ``notes``.
 They ship as package data of ``offpkg.templates`` (the repository's templates/).

@@ -254,6 +254,6 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
         if not manifest.conda.get("platform"):
             problems.append("conda: the manifest does not say which platform the environment is for")
     if manifest.cuda is not None:
-        from .cudabundle import check_manifest
+        from .gpu.bundle import check_manifest
 
         problems.extend(check_manifest(manifest, bundle))

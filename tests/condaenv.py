@@ -69,7 +69,7 @@ def text_payload(prefix: str) -> str:
 
 
 def host_subdir() -> str:
-    from offpkg.conda import host_subdir as _hs
+    from offpkg.conda.env import host_subdir as _hs
 
     return _hs()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from offpkg import conda
+from offpkg.conda import env as conda
 from offpkg._subprocess import isolated_env
 from offpkg.errors import InstallError, OffpkgError, OutputExistsError, TargetMismatchError, UnsafeArchiveError
 from offpkg.events import Events
@@ -460,8 +460,8 @@ def _offpkg(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str,
     from click.testing import CliRunner
 
     from offpkg import cli as climod
-    from offpkg import ui
-    from offpkg.commands.conda import cli as conda_cli
+    from offpkg.cli import ui
+    from offpkg.cli.commands.conda import cli as conda_cli
 
     monkeypatch.setattr(climod, "_register", lambda: climod.cli.add_command(conda_cli))
     monkeypatch.setattr(ui.state, "json", False)

@@ -23,7 +23,7 @@ import pytest
 
 import condaenv
 from conftest import Index, assert_clean_error, run_offpkg, serve
-from offpkg import conda
+from offpkg.conda import env as conda
 from offpkg._subprocess import isolated_env
 from pkgfactory import Dist, build_wheel, write_simple_index
 
@@ -391,7 +391,7 @@ def test_wheels_for_another_python_are_refused(pip_env: Path, tmp_path: Path, me
 def test_environment_without_python_cannot_take_wheels(tmp_path: Path, index: Index) -> None:
     from offpkg.backends import Sources, get_backend
     from offpkg.bundle import BundleOptions
-    from offpkg.condabundle import add_conda_env
+    from offpkg.conda.bundle import add_conda_env
     from offpkg.errors import UsageError
     from offpkg.events import Events
     from offpkg.target import Target

@@ -14,9 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from offpkg import confedit, conflookup
+from offpkg.mirrors import confedit
+from offpkg.mirrors import conflookup
 from offpkg._subprocess import isolated_env
-from offpkg.confedit import CondarcDoc, IniDoc, UnsupportedYaml
+from offpkg.mirrors.confedit import CondarcDoc, IniDoc, UnsupportedYaml
 from offpkg.errors import InputError
 
 PIP_CONF = """\

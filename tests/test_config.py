@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from offpkg import config as config_mod
-from offpkg.commands.config import cli
+from offpkg.cli.commands.config import cli
 from offpkg.errors import InputError
 
 

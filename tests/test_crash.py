@@ -25,7 +25,7 @@ import pytest
 
 from conftest import assert_clean_error
 from fault_servers import Fault, FaultServer, counting, observe
-from offpkg.cache import Cache
+from offpkg.net.cache import Cache
 from offpkg.verify import verify_bundle
 from pkgfactory import Dist, build_wheel, write_simple_index
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from offpkg import _probe, cuda
-from offpkg.commands.cuda import cli as cuda_cli
+from offpkg import _probe
+from offpkg.gpu import cuda
+from offpkg.cli.commands.cuda import cli as cuda_cli
 from offpkg.errors import InputError, TargetMismatchError, UsageError
 from offpkg.target import Target
 
@@ -371,7 +372,7 @@ def _offpkg_argv() -> list[str]:
                            cwd=REPO, timeout=60)
     if probe.returncode == 0:
         return [sys.executable, "-m", "offpkg"]
-    return [sys.executable, "-c", "import sys; from offpkg.commands.cuda import cli; "
+    return [sys.executable, "-c", "import sys; from offpkg.cli.commands.cuda import cli; "
                                   "cli(sys.argv[2:], prog_name='offpkg cuda')"]
 
 

@@ -23,7 +23,7 @@ import pytest
 from conftest import assert_clean_error, run_offpkg, serve
 from torchindex import CU126_RUNTIME, build_torch_index, target_json, wheel_names
 
-from offpkg.cudabundle import check_manifest
+from offpkg.gpu.bundle import check_manifest
 from offpkg.manifest import Manifest
 
 REPO = Path(__file__).resolve().parents[1]

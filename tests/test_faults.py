@@ -18,10 +18,10 @@ from conftest import assert_clean_error
 from fault_servers import Fault, FaultServer, counting, dead_url, observe
 from offpkg.backends import Sources, get_backend
 from offpkg.bundle import BundleOptions, build_bundle
-from offpkg.cache import Cache
+from offpkg.net.cache import Cache
 from offpkg.errors import HashMismatchError, NetworkError
-from offpkg.fetch import Fetcher, FetchPolicy, FetchRequest
-from offpkg.index import IndexClient, IndexUnavailable
+from offpkg.net.fetch import Fetcher, FetchPolicy, FetchRequest
+from offpkg.net.index import IndexClient, IndexUnavailable
 from offpkg.target import Target
 from offpkg.verify import verify_bundle
 from pkgfactory import Dist, build_wheel, write_simple_index

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from fault_servers import FaultServer, counting, figure
 from offpkg.backends import Sources, get_backend
 from offpkg.bundle import BundleOptions, build_bundle
-from offpkg.cache import Cache
+from offpkg.net.cache import Cache
 from offpkg.errors import ManifestError, OffpkgError
 from offpkg.manifest import Manifest
 from offpkg.target import Target

@@ -65,7 +65,7 @@ def test_gpu_ml_stack_from_pypi_for_a_580_driver_h100(workdir, offline) -> None:
     smoke = next(c for c in res["verification"]["checks"] if c["name"] == "gpu-ml smoke test")
     assert smoke["ok"] and smoke["report"]["torch_cuda"] == "13.0"
 
-    from offpkg.cudabundle import check_manifest
+    from offpkg.gpu.bundle import check_manifest
     from offpkg.manifest import Manifest
 
     m = Manifest.read(out)

@@ -18,7 +18,7 @@ from mirror_servers import PROJECT, Behaviour, MirrorServer, closed_port  # noqa
 
 from offpkg import config as config_mod  # noqa: E402
 from offpkg import mirrors  # noqa: E402
-from offpkg.commands.mirror import cli  # noqa: E402
+from offpkg.cli.commands.mirror import cli  # noqa: E402
 from offpkg.errors import UsageError  # noqa: E402
 
 TOKEN = "s3cr3t-T0ken-4242"
@@ -253,7 +253,7 @@ def test_use_conda_mirror_round_trip(home: Path) -> None:
     new = rc.read_text()
     for line in CONDARC.splitlines(keepends=True):
         assert line in new, line
-    from offpkg.confedit import CondarcDoc
+    from offpkg.mirrors.confedit import CondarcDoc
 
     doc = CondarcDoc(new)
     assert doc.get("channels") == ["conda-forge", "defaults"]  # the user's channel list is kept

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from offpkg.index import IndexClient
+from offpkg.net.index import IndexClient
 
 
 class _Server:

@@ -162,7 +162,7 @@ def test_failing_runs_keep_secrets(case_id: str, failure: str, repo: Path, tmp_p
 def test_redaction_of_every_url_form() -> None:
     """The in-process building blocks: error messages of the index client and fetcher."""
     from offpkg.errors import NetworkError
-    from offpkg.index import IndexClient
+    from offpkg.net.index import IndexClient
 
     for url in (f"http://user:{quote(PASSWORD, safe='')}@127.0.0.1:9/simple", f"http://{TOKEN}@127.0.0.1:9/simple",
                 f"http://{TOKEN}:@127.0.0.1:9/simple", f"http://127.0.0.1:9/simple?token={QTOKEN}"):

@@ -21,7 +21,7 @@ import pytest
 from conftest import assert_clean_error, run_offpkg, serve
 from offpkg._subprocess import isolated_env
 from offpkg.manifest import Manifest
-from offpkg.simpleindex import JSON_TYPE, negotiate, project_html, project_json, projects, root_json
+from offpkg.fleet.simpleindex import JSON_TYPE, negotiate, project_html, project_json, projects, root_json
 
 # Until cli.GROUPS lists them, register the commands for these subprocesses (a no-op once it does).
 _MAIN = ('import sys, offpkg.cli as c; [c.GROUPS.append(g) for g in ("serve", "index_", "completion") '

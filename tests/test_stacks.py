@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from offpkg import stacks
-from offpkg.commands.stack import cli as stack_cli
+from offpkg.cli.commands.stack import cli as stack_cli
 from offpkg.errors import InputError
 
 GPU_ML = ["torch", "transformers", "tokenizers", "sentencepiece", "scikit-learn", "pandas", "numpy", "matplotlib",

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+import click
+
+from .. import ui
+from ..options import requirement_options, backend_option, cache_option, force_option, index_options, json_option, target_options
+
+
+def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook build_bundle expects
+    """The smoke test run on the finished staging directory (bundle --verify)."""
+    from ...smoke import smoke_test
+
+    def hook(stage: Path, manifest):  # noqa: ANN001 - a Manifest
+        with ui.spinner("smoke test: installing offline into a throwaway venv"):
+            return smoke_test(stage, manifest, stack=stack)
+
+    return hook
+
+
+def _is_torch(requirement: str) -> bool:
+    from packaging.requirements import Requirement
+
+    from ...gpu.cuda import is_torch_family
+
+    return is_torch_family(Requirement(requirement).name)
+
+
+@click.command()
+@requirement_options
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Bundle path: a directory, or one file ending in .tar, .tar.zst or .sh (self-extracting).")
+@target_options
+@index_options
+@backend_option
+@cache_option
+@force_option
+@click.option("--stack", default=None, help="A built-in stack (see `offpkg stack list`), e.g. gpu-ml.")
+@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ",
+              help="Torch build: auto (from the target's GPU facts), cpu, or a variant such as cu126.")
+@click.option("--torch", "torch_version", default=None, metavar="VERSION", help="Torch release for --cuda planning.")
+@click.option("--torch-index", "torch_index", default=None, metavar="URL", envvar="OFFPKG_TORCH_INDEX",
+              help="Base of the PyTorch wheel index or a mirror of it (variants below it: URL/cu126 ...).")
+@click.option("--tools/--no-tools", default=True, show_default=True,
+              help="Carry pip and uv wheels in tools/ for the offline host.")
+@click.option("--verify", "smoke", is_flag=True,
+              help="Prove it: install into a throwaway venv with no network and run the smoke test.")
+@click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
+@click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@json_option
+def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
+           target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
+           index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
+           backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
+           torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
+           as_json: bool) -> None:
+    """Resolve requirements for the target, download them verified, and write a bundle.
+
+    Every file is hash-pinned; the bundle carries requirements.txt (--hash),
+    pylock.toml, SHA256SUMS, pip.conf and install.sh for a host without offpkg.
+    """
+    ui.state.json = as_json
+    t0 = time.monotonic()
+    # Imported here, not at the top: other commands (and --help) need not load the bundle machinery.
+    from ...backends import get_backend
+    from ...bundle import BundleOptions, build_bundle
+    from ...net.cache import Cache
+    from ...resolve import collect_requirements
+    from ._common import UIEvents, settings, sources_from_options, targets_from_options
+
+    cfg = settings()
+    targets = targets_from_options(target_files, python_version, platforms, cfg)
+    sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)
+    backend = backend or cfg.get("backend")
+    cache_dir = cache_dir or cfg.get("cache_dir")
+    requirements: list[str] = []
+    if stack:
+        from ...stacks import get_stack
+
+        st = get_stack(stack)
+        requirements += list(st.requirements)
+        if st.needs_cuda and cuda is None:
+            cuda = "auto"
+    if reqs or req_files or not (stack or conda_env):
+        extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
+                                                       [Path(f) for f in constraint_files])
+    else:
+        extra_reqs, constraints = [], [Path(f) for f in constraint_files]
+    requirements += extra_reqs
+    opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
+                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
+                         force=force, tools=tools, stack=stack)
+    if cuda is None and any(_is_torch(r) for r in requirements):
+        # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
+        # so a bundle never gets PyPI's CUDA build by accident.
+        cuda = cfg.get("cuda") or "auto"
+    if cuda:
+        from ...gpu.bundle import apply_cuda
+
+        apply_cuda(opts, cuda, torch_version, index_base=torch_index)
+    hook = _smoke_hook(stack) if smoke else None
+
+    with ui.reporter() as r, contextlib.ExitStack() as stack_:
+        if conda_env:
+            from ...conda.bundle import add_conda_env
+
+            # Packs the environment into a temp file that lives until the bundle is written.
+            stack_.enter_context(add_conda_env(opts, conda_env, pip_as_wheels, UIEvents(r),
+                                               explicit_target=bool(target_files or python_version or platforms)))
+        elif pip_as_wheels:
+            raise click.UsageError("--pip-as-wheels goes with --conda-env")
+        res = build_bundle(opts, UIEvents(r), verify_hook=hook)
+    m = res.manifest
+    verified = (m.verification or {}).get("verified")
+    payload = {
+        "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
+        "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
+        "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
+        "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
+        "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+    }
+    if as_json:
+        ui.emit_json("bundle", payload)
+    else:
+        ui.table(None, ["", ""], [
+            ["bundle", str(res.path)],
+            ["targets", ", ".join(t.describe() for t in targets)],
+            ["packages", f"{len(m.requirement_packages)} wheels ({len(res.built_from_sdist)} built from sdist)"],
+            ["size", ui.human_size(m.total_size())],
+            ["downloaded", f"{ui.human_size(res.downloaded_bytes)} ({res.cached_files} files from cache)"],
+            ["time", f"{payload['seconds']:.1f} s (resolve {res.timings.get('resolve', 0):.1f} s, "
+                     f"fetch {res.timings.get('fetch', 0):.1f} s)"],
+            *([["cuda", f"{m.cuda.get('variant')} (driver >= {m.cuda.get('min_driver')})"]] if m.cuda else []),
+            *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
+              if m.conda else []),
+            *([["verified", "yes" if verified else "NO"]] if smoke else []),
+        ])
+    if smoke and not verified:
+        from ...errors import VerificationError
+
+        failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
+        raise VerificationError(f"{res.path} was written but is NOT verified: the smoke test failed ({', '.join(failed)})",
+                                hint="see `offpkg inspect` for the failing checks; fix the requirements and bundle again")

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .. import ui
+from ..options import backend_option, json_option
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=False))
+@click.option("--venv", type=click.Path(file_okay=False), help="The venv to create.")
+@click.option("--conda-prefix", type=click.Path(file_okay=False), help="Install the bundle's conda environment here.")
+@click.option("--python", type=click.Path(dir_okay=False), help="Interpreter for the venv (default: the one running offpkg).")
+@click.option("--upgrade", is_flag=True, help="Install into an existing venv.")
+@click.option("--force", is_flag=True, help="Install even if the GPU/driver check fails (with a warning).")
+@click.option("--system-site-packages", is_flag=True, help="Give the venv access to the system site-packages.")
+@backend_option
+@json_option
+def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str | None, upgrade: bool, force: bool,
+            system_site_packages: bool, backend: str | None, as_json: bool) -> None:
+    """Verify a bundle, then install it offline into a new venv.
+
+    Refuses when the python or host does not match the bundle's target. If
+    anything fails, the venv it created is removed.
+    """
+    ui.state.json = as_json
+    from ._common import UIEvents, settings  # imported here: --help need not load the backends
+
+    if conda_prefix:
+        from ...conda.install import install_conda_bundle
+        from ...errors import UsageError
+
+        if venv or upgrade or system_site_packages:
+            raise UsageError("--conda-prefix installs a new conda environment: it does not go with --venv, "
+                             "--upgrade or --system-site-packages")
+        with ui.reporter() as r:
+            # --python: the interpreter that runs conda-unpack if the environment's own cannot.
+            res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force,
+                                       python=Path(python) if python else None, events=UIEvents(r))
+        for w in res["warnings"]:
+            ui.warn(w)
+        if as_json:
+            ui.emit_json("install", {"ok": True, **res})
+        else:
+            wheels = f", {len(res['wheels'])} wheels with {res['backend']}" if res["wheels"] else ""
+            ui.result(f"installed the conda environment into {res['prefix']} ({res['platform']}, "
+                      f"{res['rewritten']} files relocated{wheels}; offline, hashes checked)")
+            ui.info(f"pip check: {res['pip_check']}")
+            ui.info(f"offline .condarc: {res['condarc']}")
+            ui.info(f"activate it with: source {res['prefix']}/bin/activate (or conda activate {res['prefix']})")
+        return
+    if not venv:
+        raise click.UsageError("give --venv PATH (or --conda-prefix PATH)")
+    from ...install import install_bundle
+
+    backend = backend or settings().get("backend")
+    with ui.reporter() as r:
+        res = install_bundle(Path(bundle), Path(venv), python=Path(python) if python else None, upgrade=upgrade,
+                             backend=backend, force=force, system_site_packages=system_site_packages,
+                             events=UIEvents(r))
+    for w in res.warnings:
+        ui.warn(w)
+    if as_json:
+        ui.emit_json("install", {"ok": True, **res.to_json()})
+    else:
+        ui.result(f"installed {res.packages} packages into {res.venv} with {res.backend} (offline, hashes checked, pip check ok)")

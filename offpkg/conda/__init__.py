@@ -1,0 +1,1 @@
+"""conda environments: inspection, conda-pack, unpack/relocate, bundle and install."""

@@ -1,0 +1,1 @@
+"""GPU planning (CUDA, ROCm) and rewriting bundles for a GPU build of torch."""

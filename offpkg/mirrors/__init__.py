@@ -1,0 +1,1 @@
+"""The mirror catalog and the pip.conf/.condarc readers and editors."""
