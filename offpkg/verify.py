@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
 
 from .errors import InputError, OffpkgError
 from .hashing import sha256_many
 from .manifest import MANIFEST_NAME, SUMS_NAME, Manifest
 from .target import Target
+from .trust.locks import check_layout, check_pylock, check_requirements
 
 _MAX_SMALL = 64 << 20
 
@@ -152,27 +151,6 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
     return VerifyReport(bundle, False, problems, len(members), sum(s for _, s in members.values()), manifest)
 
 
-_REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*\\?\s*$")
-
-
-def _parse_requirements_txt(text: str) -> dict[str, tuple[str, set[str]]]:
-    out: dict[str, tuple[str, set[str]]] = {}
-    current = None
-    for line in text.splitlines():
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        m = _REQ_LINE.match(s)
-        if m:
-            current = canonicalize_name(m.group(1))
-            out[current] = (m.group(2), set())
-            continue
-        h = re.match(r"^--hash=sha256:([0-9a-f]{64})\s*\\?$", s)
-        if h and current:
-            out[current][1].add(h.group(1))
-    return out
-
-
 def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], manifest_sha: str,
                        problems: list[str], bundle: Path) -> None:
     expected = manifest.all_entries()
@@ -208,34 +186,14 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
         if text is None:
             problems.append(f"{rel}: missing")
             continue
-        pinned = _parse_requirements_txt(text)
-        wheels = [p for p in manifest.requirement_packages if ti in p.targets]
-        want_names = {p.name for p in wheels}
-        for name in sorted(set(pinned) - want_names):
-            problems.append(f"{rel}: pins {name}, which has no wheel in the bundle")
-        for p in wheels:
-            got = pinned.get(p.name)
-            if got is None:
-                problems.append(f"{rel}: does not pin {p.name}")
-            elif got[0] != p.version:
-                problems.append(f"{rel}: pins {p.name}=={got[0]}, the bundle holds {p.version}")
-            elif p.sha256 not in got[1]:
-                problems.append(f"{rel}: the hash of {p.filename} is not among {p.name}'s --hash values")
-    # pylock.toml: the same wheels.
+        problems.extend(check_requirements(text, rel, (p for p in manifest.requirement_packages if ti in p.targets)))
+    # pylock.toml: every package and every source against the manifest.
     text = read("pylock.toml")
     if text is None:
         problems.append("pylock.toml: missing")
     else:
-        try:
-            from packaging.pylock import Pylock
-
-            lock = Pylock.from_dict(tomllib.loads(text))
-            locked = {(w.path, (w.hashes or {}).get("sha256")) for pk in lock.packages for w in (pk.wheels or [])}
-            want = {(p.path, p.sha256) for p in manifest.requirement_packages}
-            if locked != want:
-                problems.append("pylock.toml: its wheels and hashes differ from the manifest's")
-        except Exception as exc:  # a malformed lock is a problem to report, not a crash
-            problems.append(f"pylock.toml: invalid ({type(exc).__name__}: {str(exc)[:200]})")
+        problems.extend(check_pylock(text, manifest))
+    problems.extend(check_layout(manifest))
     # Wheels fit their targets; the wheel folder holds only locked wheels.
     ranks = [t.tag_rank() for t in targets]
     for p in manifest.packages:
@@ -244,8 +202,9 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
         for ti in p.targets:
             if p.role == "requirement" and targets[ti].wheel_rank(p.filename, ranks[ti]) is None:
                 problems.append(f"{p.path}: does not fit the tags of target {targets[ti].describe()}")
+    locked = {p.path for p in manifest.requirement_packages}
     for rel in expected:
-        if rel.startswith("wheels/") and rel not in {p.path for p in manifest.requirement_packages}:
+        if rel.startswith("wheels/") and rel not in locked:
             problems.append(f"{rel}: in wheels/ but not a locked wheel")
     if manifest.conda is not None:
         path = manifest.conda.get("path")
