@@ -95,15 +95,26 @@ def choose_target(manifest: Manifest, host: Target) -> int:
 
 
 @contextlib.contextmanager
-def opened_bundle(bundle: Path) -> Iterator[Path]:
-    """A bundle directory: the directory itself, or an archive safely extracted to a temp dir."""
-    if bundle.is_dir():
+def opened_bundle(bundle: Path, *, private: bool = False) -> Iterator[Path]:
+    """A bundle directory: the directory itself, or an archive safely extracted to a temp dir.
+
+    ``private``: a directory bundle is copied into a private temp dir first (see
+    offpkg.trust.snapshot), so what is verified is what is installed, whatever
+    happens to the original directory meanwhile.
+    """
+    if bundle.is_dir() and not private:
         yield bundle
         return
-    from .archive import payload_offset, safe_extract
-
     with tempfile.TemporaryDirectory(prefix="offpkg-bundle-") as tmp:
         dest = Path(tmp) / "bundle"
+        if bundle.is_dir():
+            from .trust.snapshot import snapshot_dir
+
+            snapshot_dir(bundle, dest)
+            yield dest
+            return
+        from .archive import payload_offset, safe_extract
+
         offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
         safe_extract(bundle, dest, offset=offset)
         yield dest
@@ -221,15 +232,30 @@ def requirements_for(manifest: Manifest, target_index: int) -> str:
     return f"requirements/{Target.from_probe(manifest.targets[target_index]).id}.txt"
 
 
-def venv_pip_conf(template: str, wheels: Path | None) -> str:
-    """The bundle's pip.conf for the venv: find-links to the bundle's wheels, or none when they do not stay.
+VENV_PIP_CONF = """\
+# Written by offpkg {version} (never copied from a bundle): pip runs in this venv stay offline.
+[global]
+no-index = true
+only-binary = :all:
+disable-pip-version-check = true
+"""
 
+
+def venv_pip_conf(wheels: Path | None) -> str:
+    """The venv's pip.conf, generated here: no index, and find-links to the bundle's wheels when they stay.
+
+    The bundle's own pip.conf is never copied: whatever it says (``index-url``,
+    ``trusted-host``, ``find_links``) would apply to every later pip run in the venv.
     An archive is extracted to a temporary directory that is gone after the install,
-    so only ``no-index`` is kept: later pip runs in the venv stay offline.
+    so then only ``no-index`` is written.
     """
-    if wheels is None:
-        return "".join(line for line in template.splitlines(True) if not line.startswith("find-links"))
-    return template.replace("find-links = wheels", f"find-links = {wheels.resolve()}")
+    text = VENV_PIP_CONF.format(version=__version__)
+    if wheels is not None:
+        where = str(wheels.resolve())
+        # A path with a line break or control character would add lines to the config: leave it out.
+        if where.isprintable():
+            text += f"find-links = {where}\n"
+    return text
 
 
 def verified(bdir: Path, bundle: Path, events: Events) -> VerifyReport:
@@ -285,7 +311,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
     bundle = Path(bundle)
     venv = Path(venv).absolute()
     python = Path(python) if python else Path(sys.executable)
-    with opened_bundle(bundle) as bdir:
+    with opened_bundle(bundle, private=True) as bdir:
         report = verified(bdir, bundle, events)
         manifest = report.manifest
         assert manifest is not None
@@ -324,8 +350,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
                          else [str(venv_python(venv)), "-m", "pip", "check"])
                 run(check, env=uv._env(Path(wd)) if uv is not None else isolated_env(home=wd),
                     what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
-                (venv / "pip.conf").write_text(venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),
-                                                             bdir / "wheels" if bundle.is_dir() else None),
+                (venv / "pip.conf").write_text(venv_pip_conf(bundle / "wheels" if bundle.is_dir() else None),
                                                encoding="utf-8")
                 write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
                               sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))

@@ -180,8 +180,10 @@ class UvBackend:
         return _new_wheel(outdir, before, sdist)
 
     def install(self, python: Path, wheels: Path, requirements: Path, workdir: Path) -> None:
-        run([self.uv, "pip", "install", "--offline", "--no-index", "--find-links", str(wheels), "--require-hashes",
-             "--only-binary", ":all:", "--python", str(python), "-r", str(requirements)],
+        # Every door closed: no index, no network, no builds (--no-build is --only-binary :all:), no uv.toml (the env is scrubbed of UV_* too).
+        run([self.uv, "pip", "install", "--offline", "--no-index", "--no-build", "--no-config", "--find-links",
+             str(wheels), "--require-hashes", "--python", str(python), "-r",
+             str(requirements)],
             env=self._env(workdir), what="installing with uv")
 
 
@@ -280,8 +282,10 @@ class PipBackend:
         return _new_wheel(outdir, before, sdist)
 
     def install(self, python: Path, wheels: Path, requirements: Path, workdir: Path) -> None:
-        run([str(python), "-Im", "pip", "install", "--no-index", "--find-links", str(wheels), "--require-hashes",
-             "--only-binary", ":all:", "--no-cache-dir", "--no-input", "-r", str(requirements)],
+        # --isolated: no PIP_* variables or user config (PIP_CONFIG_FILE=/dev/null drops every config file).
+        run([str(python), "-Im", "pip", "install", "--isolated", "--no-index", "--find-links", str(wheels),
+             "--require-hashes", "--only-binary", ":all:", "--no-build-isolation", "--no-cache-dir", "--no-input",
+             "-r", str(requirements)],
             env=self._env(workdir), what="installing with pip")
 
 

@@ -58,7 +58,7 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
     _check_prefix(prefix, events)
 
-    with opened_bundle(bundle) as bdir:
+    with opened_bundle(bundle, private=True) as bdir:
         report = verified(bdir, bundle, events)
         manifest = report.manifest
         assert manifest is not None
