@@ -52,7 +52,7 @@ def _default_cache_dir() -> str:
 @dataclass(frozen=True)
 class Key:
     name: str
-    kind: str  # str | url | list | table | path | choice | fallback
+    kind: str  # str | url | list | table | path | choice | fallback | int
     help: str
     default: Callable[[], Any] = lambda: None
     choices: tuple[str, ...] = ()
@@ -71,6 +71,10 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("cuda", "choice", "CUDA variant for torch: auto, cpu or cuXYZ.", lambda: "auto",
         pattern=r"auto|cpu|cu\d{2,3}"),
     Key("torch_index_url", "url", "Base of the PyTorch wheel index (variants below it: <base>/cu126 ...)."),
+    Key("max_bundle_members", "int", "Most members a bundle archive may have (more is refused before any work).",
+        lambda: 20_000),
+    Key("max_bundle_size", "int", "Most bytes a bundle may hold in all, e.g. 200G (more is refused before any work).",
+        lambda: 256 << 30),
     Key("fallback", "fallback",
         "Fall back to other mirrors when the index fails: auto (only when the index is a catalog mirror), true, false.",
         lambda: "auto"),
@@ -192,6 +196,15 @@ def _check(key: str, value: Any, where: str, base: Path | None) -> Any:
         if (spec.choices and v not in spec.choices) or (spec.pattern and not re.fullmatch(spec.pattern, v)):
             raise bad("one of " + (", ".join(spec.choices) if spec.choices else "auto, cpu, cu118, cu126, ..."))
         return v
+    if spec.kind == "int":
+        if isinstance(value, str):
+            m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)i?b?\s*", value.lower())
+            if not m:
+                raise bad("a positive integer (a size may end in K, M, G or T)")
+            value = int(m.group(1)) << (10 * " kmgt".index(m.group(2) or " "))
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise bad("a positive integer")
+        return value
     if spec.kind == "fallback":
         if isinstance(value, bool):
             return value

@@ -114,9 +114,14 @@ def opened_bundle(bundle: Path, *, private: bool = False) -> Iterator[Path]:
             yield dest
             return
         from .archive import payload_offset, safe_extract
+        from .trust.limits import bundle_limits, expectation, read_archive_manifest
 
         offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-        safe_extract(bundle, dest, offset=offset)
+        # Limits before work: the manifest first; only its files, at its sizes, are written.
+        limits = bundle_limits()
+        manifest, data = read_archive_manifest(bundle, offset, limits)
+        safe_extract(bundle, dest, offset=offset, expected=expectation(bundle, offset, manifest, len(data), limits),
+                     max_members=limits.max_members, max_total_size=limits.max_size)
         yield dest
 
 

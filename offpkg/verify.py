@@ -117,7 +117,9 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
 
 
 def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> VerifyReport:
-    from .archive import hash_members, read_member
+    from .archive import hash_members
+    from .errors import UnsafeArchiveError
+    from .trust.limits import bundle_limits, expectation, read_archive_manifest
 
     problems: list[str] = []
     offset = 0
@@ -128,9 +130,20 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
         # The header's own size/sha256 of the payload: what the target checks before unpacking.
         problems += check_payload(bundle)
         offset = payload_offset(bundle)
-    text = read_member(bundle, MANIFEST_NAME, _MAX_SMALL, offset=offset)
-    manifest = Manifest.loads(text, f"{bundle}:{MANIFEST_NAME}")
-    members = hash_members(bundle, offset=offset)
+    # Limits before work: the manifest first; it bounds every member after it.
+    limits = bundle_limits()
+    manifest, text = read_archive_manifest(bundle, offset, limits)
+    small = {SUMS_NAME, "requirements.txt", "pylock.toml"} | {
+        p for p in manifest.all_entries() if p.startswith("requirements/") and p.endswith(".txt")}
+    kept: dict[str, bytes] = {}
+    try:
+        members = hash_members(bundle, offset=offset,
+                               expected=expectation(bundle, offset, manifest, len(text), limits),
+                               max_members=limits.max_members, max_total_size=limits.max_size,
+                               keep=small, kept=kept)
+    except UnsafeArchiveError as exc:
+        # Refused from a member's header, before its data was read: one problem, no more work.
+        return VerifyReport(bundle, False, problems + [exc.message], 0, 0, manifest)
     expected = manifest.all_entries()
     for rel, (sha, size) in sorted(expected.items()):
         if rel not in members:
@@ -143,9 +156,8 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
         problems.append(f"{rel}: present but not listed in the manifest")
 
     def read(rel: str) -> str | None:
-        if rel not in members or members[rel][1] > _MAX_SMALL:
-            return None
-        return read_member(bundle, rel, _MAX_SMALL, offset=offset).decode("utf-8", errors="replace")
+        data = kept.get(rel)
+        return None if data is None or len(data) > _MAX_SMALL else data.decode("utf-8", errors="replace")
 
     _check_consistency(manifest, read, members.get(MANIFEST_NAME, ("", 0))[0], problems, bundle)
     return VerifyReport(bundle, False, problems, len(members), sum(s for _, s in members.values()), manifest)

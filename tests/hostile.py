@@ -558,6 +558,78 @@ def _(p: Path, out: Path) -> None:
     p.write_bytes(buf.getvalue()[:-30])
 
 
+# ----------------------------------------------------------------------------- resource attacks
+# Not in the corpus above (which every archive test walks): these are whole bundles, built
+# on demand by the tests of offpkg's limits (tests/test_hostile_bundles.py).
+
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_RLE_BLOCK = 128 << 10  # the largest zstd block: one byte, repeated 131,072 times
+
+
+def _zstd_rle_zeros(size: int) -> bytes:
+    """A zstd frame of ``size`` zero bytes made of RLE blocks: 4 bytes per 128 KiB (a 32,768:1 ratio).
+
+    Written by hand (RFC 8878): no compressor would take the time to emit a terabyte of zeros.
+    """
+    out = bytearray(_ZSTD_MAGIC)
+    out += bytes([0x00, 0x38])  # descriptor: no content size, not single-segment; window 2**17
+    full, rest = divmod(size, _RLE_BLOCK)
+    block = ((_RLE_BLOCK << 3) | (1 << 1)).to_bytes(3, "little") + b"\x00"
+    out += block * (full - (0 if rest else 1))
+    last_size = rest or _RLE_BLOCK
+    out += ((last_size << 3) | (1 << 1) | 1).to_bytes(3, "little") + b"\x00"
+    return bytes(out)
+
+
+def zstd_bomb(path: Path, *, declared: int = 1000 << 30, name: str = "AAA-bomb.bin",
+              before: list[tuple[str, bytes]] = (), after: list[tuple[str, bytes]] = ()) -> Path:
+    """A .tar.zst whose member ``name`` declares ``declared`` bytes of zeros (1,000 GiB: about 33 MB on disk).
+
+    ``before``/``after``: small regular members (name, data) around the bomb, e.g. a bundle's files.
+    """
+    cctx = zstandard.ZstdCompressor()
+    head = b"".join(_member_bytes(n, d) for n, d in before)
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = declared, 0o644, 1_700_000_000
+    head += ti.tobuf(tarfile.PAX_FORMAT)  # PAX: a size over 8 GiB
+    pad = -declared % tarfile.BLOCKSIZE
+    tail = b"\0" * pad + b"".join(_member_bytes(n, d) for n, d in after) + b"\0" * (2 * tarfile.BLOCKSIZE)
+    with open(path, "wb") as f:
+        f.write(cctx.compress(head))
+        f.write(_zstd_rle_zeros(declared))
+        f.write(cctx.compress(tail))
+    return path
+
+
+def _member_bytes(name: str, data: bytes) -> bytes:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_700_000_000
+    return ti.tobuf(tarfile.PAX_FORMAT) + data + b"\0" * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def many_members(path: Path, count: int = 300_000, *, first: list[tuple[str, bytes]] = (),
+                 compress: bool = False) -> Path:
+    """A tar (or .tar.zst) with ``first`` members, then ``count`` empty files (m/000000 ...)."""
+    buf = bytearray()
+    for n, d in first:
+        buf += _member_bytes(n, d)
+    # One ustar header, its name and checksum patched per member (tobuf per member takes 15 s).
+    ti = tarfile.TarInfo("m/000000")
+    ti.mode, ti.mtime = 0o644, 1_700_000_000
+    template = bytearray(ti.tobuf(tarfile.USTAR_FORMAT))
+    template[148:156] = b" " * 8
+    base = sum(template) - sum(b"m/000000")
+    for i in range(count):
+        name = b"m/%06d" % i
+        template[0:8] = name
+        template[148:155] = b"%06o\0" % (base + sum(name))
+        buf += template
+    buf += b"\0" * (2 * tarfile.BLOCKSIZE)
+    data = zstandard.ZstdCompressor().compress(bytes(buf)) if compress else bytes(buf)
+    path.write_bytes(data)
+    return path
+
+
 # ----------------------------------------------------------------------------- public API
 
 

@@ -26,10 +26,12 @@ from __future__ import annotations
 from .extract import safe_extract
 from .formats import FORMATS, PAYLOAD_MARKER, detect_format, payload_offset
 from .members import hash_members, read_member
-from .rules import display_name
+from .rules import DEFAULT_MAX_MEMBERS, Expected, display_name
 from .write import write_tar
 
 __all__ = [
+    "DEFAULT_MAX_MEMBERS",
+    "Expected",
     "FORMATS",
     "PAYLOAD_MARKER",
     "detect_format",

@@ -20,7 +20,7 @@ from ..errors import InputError, OutputExistsError, UnsafeArchiveError
 from ._common import _CHUNK, _HINT_CORRUPT, _HINT_UNSAFE, _O_BINARY, _O_CLOEXEC, _O_NOFOLLOW, _os_problem
 from .formats import _PARSE_ERRORS, _corrupt, _zstd_errors, detect_format
 from .readers import _checked, _reader, _TarReader, _ZipReader
-from .rules import DEFAULT_MAX_TOTAL_SIZE, _Checker, _Member, _Raw, display_name
+from .rules import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_SIZE, Expected, _Checker, _Member, _Raw, display_name
 
 
 OnProgress = Callable[[int], None]
@@ -159,6 +159,8 @@ def safe_extract(
     offset: int = 0,
     allow_case_collisions: bool = False,
     max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    expected: Expected | None = None,
 ) -> list[str]:
     """Check every member, then extract all of them into the new directory ``dest``.
 
@@ -170,6 +172,8 @@ def safe_extract(
     and hard links to earlier regular members (conda archives need them; bundles do not).
     ``allow_case_collisions`` admits names that differ only in case (ncurses' terminfo
     in conda packages has them; they are only safe on case-sensitive filesystems).
+    ``max_members`` caps the member count; ``expected`` (a bundle manifest's ``{path:
+    size}``, read first) refuses any other member, or another size, before anything is written.
     """
     archive, dest = Path(archive), Path(dest)
     fmt = detect_format(archive, offset=offset)
@@ -180,7 +184,8 @@ def safe_extract(
         _remove_created(created_parents)
         raise _os_problem(e, f"cannot create a directory next to {dest}") from None
     try:
-        rules = _Rules(allow_symlinks, allow_case_collisions, max_total_size)
+        rules = _Rules(allow_symlinks, allow_case_collisions, max_total_size, max_members,
+                       expected)
         names = _extract_into(archive, fmt, offset, tmp, rules, progress)
         try:
             os.rename(tmp, dest)  # POSIX replaces an empty directory atomically
@@ -212,6 +217,8 @@ class _Rules:
     allow_symlinks: bool
     allow_case_collisions: bool
     max_total_size: int
+    max_members: int = DEFAULT_MAX_MEMBERS
+    expected: Expected | None = None
 
 
 def _extract_into(
@@ -223,6 +230,8 @@ def _extract_into(
             allow_symlinks=rules.allow_symlinks,
             allow_case_collisions=rules.allow_case_collisions,
             max_total_size=rules.max_total_size,
+            max_members=rules.max_members,
+            expected=rules.expected,
         )
 
     # Pass 1: every rule, over every member, before anything is written.

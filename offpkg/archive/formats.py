@@ -20,8 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import InputError
-from ._common import _BLOCK, _HINT_CORRUPT
+from ..errors import InputError, UnsafeArchiveError
+from ._common import _BLOCK, _HINT_CORRUPT, _HINT_UNSAFE
+from .rules import _MAX_RATIO, _RATIO_MIN_SIZE
 
 
 FORMATS = ("tar", "tar.gz", "tar.zst", "tar.bz2", "tar.xz", "zip")
@@ -150,27 +151,78 @@ def _read_up_to(path: Path, stream: IO[bytes], n: int) -> bytes:
     return bytes(out)
 
 
+class _CountingReader:
+    """The compressed input, counting what the decompressor consumed (for the ratio rule)."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+        self.consumed = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.consumed += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:  # the caller closes the file
+        pass
+
+
+class _RatioGuard:
+    """The decompressed stream; refuses to go on once it expands its input more than ``max_ratio``:1.
+
+    Applied to every compression (gzip, bzip2, xz, zstd) and checked on every read, so a
+    bomb is refused after about ``_RATIO_MIN_SIZE`` bytes of output, whatever it declares.
+    """
+
+    def __init__(self, path: Path, fmt: str, stream: Any, counter: _CountingReader, max_ratio: int) -> None:
+        self.path, self.fmt, self.stream, self.counter, self.max_ratio = path, fmt, stream, counter, max_ratio
+        self.produced = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.produced += len(data)
+        if self.produced > _RATIO_MIN_SIZE and self.produced > self.max_ratio * max(self.counter.consumed, 1):
+            raise UnsafeArchiveError(
+                f"unsafe archive {self.path}: its {self.fmt[4:]} stream expands {self.counter.consumed} bytes to"
+                f" over {self.produced} (more than {self.max_ratio}:1; a decompression bomb?)", hint=_HINT_UNSAFE)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.stream.close()
+
+
 @contextmanager
-def _decompressed(path: Path, fmt: str, f: IO[bytes]) -> Iterator[IO[bytes]]:
+def _decompressed(path: Path, fmt: str, f: IO[bytes], max_ratio: int = _MAX_RATIO) -> Iterator[IO[bytes]]:
     """A reader of the decompressed stream starting at f's position (f is not closed)."""
+    src = _CountingReader(f)
     if fmt == "tar.gz":
-        stream: Any = gzip.GzipFile(fileobj=f, mode="rb")
+        stream: Any = gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
     elif fmt == "tar.bz2":
-        stream = bz2.BZ2File(f, "rb")
+        stream = bz2.BZ2File(src, "rb")  # type: ignore[arg-type]
     elif fmt == "tar.xz":
-        stream = lzma.LZMAFile(f, "rb")
+        stream = lzma.LZMAFile(src, "rb")  # type: ignore[arg-type]
     elif fmt == "tar.zst":
         import zstandard
 
         # zstandard's reader stops silently at a cut-off frame: check the frames first.
         start = f.tell()
-        _check_zstd_frames(path, f)
+        _check_zstd_frames(path, f, max_ratio)
         f.seek(start)
-        stream = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True, closefd=False)
+        stream = zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True, closefd=False)
     else:  # pragma: no cover - callers pass compressed formats only
         raise AssertionError(fmt)
+    guarded = _RatioGuard(path, fmt, stream, src, max_ratio)
     try:
-        yield stream
+        yield guarded  # type: ignore[misc]
     finally:
         try:
             stream.close()
@@ -178,9 +230,21 @@ def _decompressed(path: Path, fmt: str, f: IO[bytes]) -> Iterator[IO[bytes]]:
             pass
 
 
-def _check_zstd_frames(path: Path, f: IO[bytes]) -> None:
-    """Walk zstd frame and block headers (RFC 8878) to the end; refuse a stream that is cut off."""
+_ZSTD_MAX_BLOCK = 128 << 10  # RFC 8878: no block regenerates more than 128 KiB
+
+
+def _check_zstd_frames(path: Path, f: IO[bytes], max_ratio: int = _MAX_RATIO) -> None:
+    """Walk zstd frame and block headers (RFC 8878) to the end; refuse a stream that is cut off.
+
+    The walk also bounds what the stream can regenerate (a raw or RLE block its size, a
+    compressed one at most 128 KiB): a stream of 4-byte RLE blocks declaring a terabyte is
+    refused here after a few thousand headers, before any decompression.
+    """
+    start = f.tell()
+    end = f.seek(0, os.SEEK_END)
+    f.seek(start)
     frames = 0
+    bound = 0
     while True:
         magic = f.read(4)
         if not magic:
@@ -192,7 +256,7 @@ def _check_zstd_frames(path: Path, f: IO[bytes]) -> None:
             size_b = f.read(4)
             if len(size_b) < 4:
                 raise InputError(f"{path} is truncated inside a zstd skippable frame", hint=_HINT_CORRUPT)
-            _skip(path, f, struct.unpack("<I", size_b)[0])
+            _skip(path, f, struct.unpack("<I", size_b)[0], end)
             continue
         if m != 0xFD2FB528:
             if frames:
@@ -206,7 +270,7 @@ def _check_zstd_frames(path: Path, f: IO[bytes]) -> None:
         if desc & 0x08:
             raise InputError(f"{path} is corrupt: reserved bit set in a zstd frame header", hint=_HINT_CORRUPT)
         header_rest = (0 if single else 1) + (0, 1, 2, 4)[dict_flag] + (1 if single else 0, 2, 4, 8)[fcs_flag]
-        _skip(path, f, header_rest)
+        _skip(path, f, header_rest, end)
         while True:
             bh = f.read(3)
             if len(bh) < 3:
@@ -215,21 +279,25 @@ def _check_zstd_frames(path: Path, f: IO[bytes]) -> None:
             last, btype, bsize = value & 1, (value >> 1) & 3, value >> 3
             if btype == 3:
                 raise InputError(f"{path} is corrupt: reserved zstd block type", hint=_HINT_CORRUPT)
-            _skip(path, f, 1 if btype == 1 else bsize)
+            _skip(path, f, 1 if btype == 1 else bsize, end)
+            bound += bsize if btype in (0, 1) else _ZSTD_MAX_BLOCK
+            if bound > _RATIO_MIN_SIZE and bound > max_ratio * (f.tell() - start):
+                raise UnsafeArchiveError(
+                    f"unsafe archive {path}: its zstd stream declares over {bound} bytes in {f.tell() - start}"
+                    f" (more than {max_ratio}:1; a decompression bomb?)", hint=_HINT_UNSAFE)
             if last:
                 break
         if checksum:
-            _skip(path, f, 4)
+            _skip(path, f, 4, end)
         frames += 1
     if not frames:
         raise InputError(f"{path} holds no zstd frame", hint=_HINT_CORRUPT)
 
 
-def _skip(path: Path, f: IO[bytes], n: int) -> None:
+def _skip(path: Path, f: IO[bytes], n: int, end: int) -> None:
     if n <= 0:
         return
     pos = f.tell()
-    end = f.seek(0, os.SEEK_END)
     if pos + n > end:
         raise InputError(f"{path} is truncated: the zstd stream is cut off", hint=_HINT_CORRUPT)
     f.seek(pos + n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Collection
 from typing import IO
 
 from ..errors import InputError, UnsafeArchiveError
@@ -12,10 +13,12 @@ from ..hashing import default_workers
 from ._common import _CHUNK, _HINT_CORRUPT, _HINT_UNSAFE
 from .formats import _PARSE_ERRORS, _corrupt, _read_up_to, _zstd_errors, detect_format
 from .readers import _checked, _reader, _TarReader
-from .rules import _KIND_WORDS, DEFAULT_MAX_TOTAL_SIZE, _Bad, _Checker, _Member, _parse_name, _Raw, display_name
+from .rules import (_KIND_WORDS, DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_SIZE, Expected, _Bad, _Checker, _Member,
+                    _parse_name, _Raw, display_name)
 
 
-def _hash_stream(path: Path, name: str, src: IO[bytes], size: int) -> tuple[str, int]:
+def _hash_stream(path: Path, name: str, src: IO[bytes], size: int,
+                 keep: bytearray | None = None) -> tuple[str, int]:
     h = hashlib.sha256()
     n = 0
     while True:
@@ -26,6 +29,8 @@ def _hash_stream(path: Path, name: str, src: IO[bytes], size: int) -> tuple[str,
         if not chunk:
             break
         h.update(chunk)
+        if keep is not None:
+            keep += chunk
         n += len(chunk)
         if n > size:
             break
@@ -64,12 +69,19 @@ def hash_members(
     allow_symlinks: bool = False,
     allow_case_collisions: bool = False,
     max_total_size: int = DEFAULT_MAX_TOTAL_SIZE,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+    expected: Expected | None = None,
+    keep: Collection[str] = (),
+    kept: dict[str, bytes] | None = None,
 ) -> dict[str, tuple[str, int]]:
     """{normalised name: (sha256, size)} of every regular member, streaming, nothing extracted.
 
     The same rules as :func:`safe_extract` apply, so a hostile archive raises
     UnsafeArchiveError here too. Hard links (when allowed) report their target's hash.
-    Plain tar and zip members are hashed in parallel threads.
+    Plain tar and zip members are hashed in parallel threads. ``expected`` (a manifest's
+    ``{path: size}``) refuses any other member, or another size, from its header on.
+    The data of the members named in ``keep`` is stored into ``kept`` on the way (one
+    pass over a compressed stream instead of one per small file).
     """
     archive = Path(archive)
     fmt = detect_format(archive, offset=offset)
@@ -78,7 +90,11 @@ def hash_members(
         allow_symlinks=allow_symlinks,
         allow_case_collisions=allow_case_collisions,
         max_total_size=max_total_size,
+        max_members=max_members,
+        expected=expected,
     )
+    keep = frozenset(keep)
+    kept = kept if kept is not None else {}
     result: dict[str, tuple[str, int]] = {}
     links: list[_Member] = []
     with _reader(archive, fmt, offset) as reader:
@@ -86,8 +102,11 @@ def hash_members(
             # One stream: hash each member as it passes.
             for raw, m in _checked(reader, checker):
                 if m is not None and m.kind == "file":
+                    buf = bytearray() if m.name in keep else None
                     with reader.open(raw) as src:
-                        result[m.name] = _hash_stream(archive, m.name, src, raw.size)
+                        result[m.name] = _hash_stream(archive, m.name, src, raw.size, buf)
+                    if buf is not None:
+                        kept[m.name] = bytes(buf)
                 elif m is not None and m.kind == "hardlink":
                     links.append(m)
         else:
@@ -110,17 +129,23 @@ def hash_members(
             with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
                 for (_, m), digest in zip(files, pool.map(one, files)):
                     result[m.name] = digest
+            for raw, m in files:
+                if m.name in keep:
+                    with reader.open(raw) as src:
+                        kept[m.name] = _read_up_to(archive, src, raw.size + 1)
     checker.finish()  # symlink chains: only now is every link known
     for m in links:
         result[m.name] = result["/".join(m.link_parts)]
     return result
 
 
-def read_member(archive: Path, name: str, max_size: int, *, offset: int = 0) -> bytes:
+def read_member(archive: Path, name: str, max_size: int, *, offset: int = 0,
+                max_members: int = DEFAULT_MAX_MEMBERS, scan_all: bool = True) -> bytes:
     """The data of the regular member ``name`` (e.g. offpkg.json), refusing more than ``max_size`` bytes.
 
     Member names seen on the way are checked (unsafe names raise UnsafeArchiveError);
-    a seekable archive is checked in full, a compressed stream up to the member.
+    a seekable archive is checked in full (unless ``scan_all`` is false: a caller that
+    checks every member afterwards stops at the member), a compressed stream up to the member.
     """
     archive = Path(archive)
     try:
@@ -128,14 +153,15 @@ def read_member(archive: Path, name: str, max_size: int, *, offset: int = 0) -> 
     except _Bad as e:
         raise InputError(f"cannot read {display_name(name)} from an archive: the name {e}") from None
     fmt = detect_format(archive, offset=offset)
-    checker = _Checker(archive, allow_symlinks=True, allow_case_collisions=True, max_total_size=DEFAULT_MAX_TOTAL_SIZE)
+    checker = _Checker(archive, allow_symlinks=True, allow_case_collisions=True, max_total_size=DEFAULT_MAX_TOTAL_SIZE,
+                       max_members=max_members)
     found: tuple[_Raw, _Member] | None = None
     with _reader(archive, fmt, offset) as reader:
         for raw, m in _checked(reader, checker):
             if m is None or m.name != want:
                 continue
             found = (raw, m)
-            if fmt.startswith("tar."):
+            if fmt.startswith("tar.") or not scan_all:
                 break  # a stream: read it now, before the reader moves on
         if found is None:
             raise InputError(f"{archive} has no member {display_name(name)}", hint="Is this an offpkg bundle?")

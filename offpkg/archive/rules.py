@@ -21,6 +21,8 @@ from ._common import _HINT_UNSAFE
 MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
 DEFAULT_MAX_TOTAL_SIZE = 1 << 40  # 1 TiB of declared member data
+# Members per archive; conda environments reach 100,000 files, bundles have a few hundred.
+DEFAULT_MAX_MEMBERS = 1_000_000
 # Zip bomb guard: members above this size may not be compressed more than _MAX_RATIO:1.
 _RATIO_MIN_SIZE = 100 * 1000 * 1000
 _MAX_RATIO = 1000
@@ -99,6 +101,38 @@ def _check_link_target(target: str) -> list[str]:
 # --------------------------------------------------------------------------- members
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a bundle's manifest lists, read before the archive: ``{path: size}``.
+
+    A member that is not listed, or declares another size, is refused when its header
+    is read, before any of its data is read or written (the manifest first, then work).
+    """
+
+    sizes: dict[str, int]
+    dirs: frozenset[str]
+    at_most: dict[str, int]  # files whose size the manifest cannot know (SHA256SUMS): a bound
+
+    @classmethod
+    def of(cls, sizes: dict[str, int], at_most: dict[str, int] | None = None) -> Expected:
+        names = list(sizes) + list(at_most or {})
+        dirs = {"/".join(p.split("/")[:i]) for p in names for i in range(1, p.count("/") + 1)}
+        return cls(dict(sizes), frozenset(dirs), dict(at_most or {}))
+
+    def problem(self, name: str, kind: str, size: int) -> str | None:
+        if kind == "dir":
+            return None if name in self.dirs else "is a directory the bundle's manifest lists nothing in"
+        if kind == "file" and name in self.at_most:
+            bound = self.at_most[name]
+            return None if size <= bound else f"declares {size} bytes, over the {bound} bytes it may have"
+        want = self.sizes.get(name)
+        if kind != "file" or want is None:
+            return "is not listed in the bundle's manifest"
+        if size != want:
+            return f"declares {size} bytes; the bundle's manifest lists {want}"
+        return None
+
+
 @dataclass
 class _Raw:
     """One archive member as read, before any check."""
@@ -140,8 +174,13 @@ class _Checker:
         allow_symlinks: bool,
         allow_case_collisions: bool,
         max_total_size: int,
+        max_members: int = DEFAULT_MAX_MEMBERS,
+        expected: Expected | None = None,
     ) -> None:
         self.archive = archive
+        self.max_members = max_members
+        self.expected = expected
+        self.count = 0
         self.allow_symlinks = allow_symlinks
         self.fold_case = not allow_case_collisions
         self.max_total_size = max_total_size
@@ -171,6 +210,9 @@ class _Checker:
             raise self.reject(raw.name, str(e)) from None
 
     def _add(self, raw: _Raw) -> _Member | None:
+        self.count += 1
+        if self.count > self.max_members:
+            raise _Bad(f"is member number {self.count}, over the limit of {self.max_members} members")
         parts = _parse_name(raw.name)
         kind = raw.kind
         if kind.startswith("special:"):
@@ -182,6 +224,10 @@ class _Checker:
         if kind in ("symlink", "hardlink") and not self.allow_symlinks:
             what = "a symbolic link" if kind == "symlink" else "a hard link"
             raise _Bad(f"is {what} (to {display_name(raw.linkname)}); this archive may not contain links")
+        if self.expected is not None:
+            problem = self.expected.problem("/".join(parts), kind, raw.size)
+            if problem:
+                raise _Bad(problem)
         keys = [self.key(p) for p in parts]
         key = "/".join(keys)
         # Nothing may be written below a file or a link: this refuses "symlink-then-file".
