@@ -28,6 +28,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from ..errors import InputError, UsageError, VerificationError
 from ..manifest import Manifest, Package
 from ..redact import redact_url
+from .exactfile import changed_since_verified, open_in, open_root, send_exact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -235,21 +236,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = project_json(proj) if as_json else project_html(proj)
         self._send(200, ctype, body.encode("utf-8"), send_body, vary=True)
 
-    def _file(self, entry: tuple[Path, int, str], send_body: bool) -> None:
-        full, size, sha = entry
-        try:
-            f = open(full, "rb")  # noqa: SIM115 - closed below
-        except OSError:
+    def _file(self, entry: tuple[str, int, str], send_body: bool) -> None:
+        rel, size, sha = entry
+        if rel in self.server.in_memory:  # offpkg.json and SHA256SUMS: the verified bytes, kept
+            return self._send(200, "application/octet-stream", self.server.in_memory[rel], send_body)
+        fd = open_in(self.server.root_fd, rel)
+        if fd is None or os.fstat(fd).st_size != size:
+            if fd is not None:
+                os.close(fd)
+            self.server.log(f"refusing {_printable(rel)}: it is no longer the verified file")
             return self._plain(404, "not found\n", send_body)
-        with f:
+        try:
             self.send_response(200)
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(size))
-            if sha:
-                self.send_header("ETag", f'"{sha}"')
+            self.send_header("ETag", f'"{sha}"')
             self.end_headers()
             if send_body:
-                shutil.copyfileobj(f, self.wfile, 1 << 20)
+                problem = send_exact(fd, size, sha, self.wfile.write)
+                if problem:
+                    # Short of Content-Length: the client sees a broken download, never other bytes.
+                    self.close_connection = True
+                    self.server.log(f"stopped sending {_printable(rel)}: it {problem}")
+        finally:
+            os.close(fd)
 
     def _send(self, code: int, ctype: str, body: bytes, send_body: bool, vary: bool = False) -> None:
         self.send_response(code)
@@ -300,17 +310,35 @@ class IndexServer(http.server.ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.projects = projects(manifest)
         root = Path(bundle_dir).resolve()
-        self.files: dict[str, tuple[Path, int, str]] = {
-            path: (root / path, size, sha) for path, (sha, size) in manifest.all_entries().items()}
+        self.root_fd = open_root(str(root))
+        self.files: dict[str, tuple[str, int, str]] = {
+            path: (path, size, sha) for path, (sha, size) in manifest.all_entries().items()}
+        # The manifest and SHA256SUMS are small: read once (no symlink followed), served from memory.
+        self.in_memory: dict[str, bytes] = {}
         for name in ("offpkg.json", "SHA256SUMS"):
-            p = root / name
-            self.files[name] = (p, p.stat().st_size, "")
+            fd = open_in(self.root_fd, name)
+            if fd is None:
+                continue
+            with os.fdopen(fd, "rb") as f:
+                self.in_memory[name] = f.read(64 << 20)
+            self.files[name] = (name, len(self.in_memory[name]), "")
+        if changed_since_verified(self.in_memory, manifest):
+            os.close(self.root_fd)
+            raise VerificationError(f"{bundle_dir}: offpkg.json or SHA256SUMS changed after verification; "
+                                    "not serving it", hint="make sure nothing writes to the bundle, then retry")
         self.log = log or (lambda line: None)
         super().__init__((host, port), _Handler)
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
+
+    def server_close(self) -> None:
+        super().server_close()
+        try:
+            os.close(self.root_fd)
+        except OSError:
+            pass
 
     def url(self, host: str) -> str:
         shown = f"[{host}]" if ":" in host else host
