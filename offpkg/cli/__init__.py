@@ -93,17 +93,16 @@ GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "comp
 
 
 def _report(exc: OffpkgError) -> None:
-    from rich.markup import escape
-
-    ui.err.print(f"[bold red]error:[/] {escape(redact_text(exc.message))}")
+    # ui.safe: messages carry member names, manifest fields and tool output from the bundle.
+    ui.err.print(f"[bold red]error:[/] {ui.safe(redact_text(exc.message))}")
     problems = getattr(exc, "problems", None)
     if problems:
         for p in problems:
-            ui.err.print(f"  - {escape(redact_text(p))}")
+            ui.err.print(f"  - {ui.safe(redact_text(p))}")
     if exc.details:
-        ui.err.print("[dim]" + escape(redact_text(exc.details)) + "[/]")
+        ui.err.print("[dim]" + ui.safe(redact_text(exc.details)) + "[/]")
     if exc.hint:
-        ui.err.print(f"[bold]hint:[/] {escape(redact_text(exc.hint))}")
+        ui.err.print(f"[bold]hint:[/] {ui.safe(redact_text(exc.hint))}")
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -137,16 +136,14 @@ def main(argv: list[str] | None = None) -> Any:
         what = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
                 errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0)
         msg = f"{what or exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-        ui.err.print(f"[bold red]error:[/] {redact_text(msg)}")
+        ui.err.print(f"[bold red]error:[/] {ui.safe(redact_text(msg))}")
         ui.err.print("[bold]hint:[/] free some space or fix the permissions, then run the command again")
         sys.exit(10)
     except Exception as exc:
         # A bug, not bad input: one line by default, the traceback with -vv for the report.
         if ui.state.verbose > 1:
             raise
-        from rich.markup import escape
-
-        ui.err.print(f"[bold red]error:[/] internal error: {escape(redact_text(f'{type(exc).__name__}: {exc}'))}")
+        ui.err.print(f"[bold red]error:[/] internal error: {ui.safe(redact_text(f'{type(exc).__name__}: {exc}'))}")
         ui.err.print("[bold]hint:[/] this is a bug in offpkg; run the command again with -vv to see the traceback, "
                      "and report it")
         sys.exit(70)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,6 +79,26 @@ def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
     for r in rows:
         t.add_row(*[redact_text(str(x)) for x in r])
     out.print(t)
+
+
+# What a terminal obeys or reorders: C0 but \n and \t, DEL, C1, bidi marks/overrides/isolates, BOM.
+_UNSAFE_CHARS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def safe(text: object, *, markup: bool = True) -> str:
+    """Text from a bundle, made harmless for a terminal and for rich markup.
+
+    ESC (so CSI and OSC sequences), every other C0 control but newline and tab, DEL,
+    the C1 controls (U+0080-U+009F, which some terminals obey like ESC sequences) and
+    the bidirectional overrides/isolates (which reorder what is shown) become visible
+    escapes like ``\\x1b`` or ``\\u202e``; with ``markup``, ``[`` is escaped for rich markup
+    (leave it off for text printed with ``markup=False``). Use it on every string that came
+    from a bundle or an error before it is printed.
+    """
+    s = str(text)
+    s = _UNSAFE_CHARS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                          else f"\\u{ord(m.group()):04x}", s)
+    return _esc(s) if markup else s
 
 
 def _esc(s: str) -> str:

@@ -30,10 +30,10 @@ class UIEvents(Events):
         self.r.finish(key)
 
     def warn(self, message: str) -> None:
-        ui.warn(message)
+        ui.warn(ui.safe(message, markup=False))  # warnings can quote the bundle
 
     def note(self, message: str) -> None:
-        ui.detail(message)
+        ui.detail(ui.safe(message, markup=False))
 
 
 def targets_from_options(target_files: tuple[str, ...], python_version: str | None,

@@ -45,22 +45,26 @@ def inspect_(bundle: str, top: int, as_json: bool) -> None:
     if as_json:
         ui.emit_json("inspect", payload)
         return
+    # Every field below comes from the bundle: escaped (ui.safe) before it reaches the terminal.
+    def show(text: str) -> None:
+        ui.result(ui.safe(text, markup=False))
+
     for i, t in enumerate(m.targets):
-        ui.result(f"target {i}: {t['python']['implementation']} {t['python']['version']} ({t['python']['abi']}) "
-                  f"{t['os']} {t['arch']} {t['platforms'][0]}")
-    ui.result(f"created: {m.created} by offpkg {m.offpkg_version}")
-    ui.result(f"requirements: {', '.join(m.requirements)}")
-    ui.result(f"packages: {len(m.requirement_packages)} wheels, {ui.human_size(m.total_size())} in all"
-              + (f"; tools: {', '.join(payload['tools'])}" if payload["tools"] else ""))
+        show(f"target {i}: {t['python']['implementation']} {t['python']['version']} ({t['python']['abi']}) "
+             f"{t['os']} {t['arch']} {t['platforms'][0]}")
+    show(f"created: {m.created} by offpkg {m.offpkg_version}")
+    show(f"requirements: {', '.join(m.requirements)}")
+    show(f"packages: {len(m.requirement_packages)} wheels, {ui.human_size(m.total_size())} in all"
+         + (f"; tools: {', '.join(payload['tools'])}" if payload["tools"] else ""))
     if m.cuda:
-        ui.result(f"cuda: {m.cuda.get('variant')} (torch {m.cuda.get('torch')}, driver >= {m.cuda.get('min_driver')})")
+        show(f"cuda: {m.cuda.get('variant')} (torch {m.cuda.get('torch')}, driver >= {m.cuda.get('min_driver')})")
     if payload["built_from_sdist"]:
-        ui.result("built from sdist: " + ", ".join(payload["built_from_sdist"]))
+        show("built from sdist: " + ", ".join(payload["built_from_sdist"]))
     v = m.verification
     if v:
-        ui.result(f"verified: {'yes' if v.get('verified') else 'NO'} ({v.get('when')}, {v.get('network_isolation')})")
+        show(f"verified: {'yes' if v.get('verified') else 'NO'} ({v.get('when')}, {v.get('network_isolation')})")
         for c in v.get("checks", []):
-            ui.result(f"  {'pass' if c['ok'] else 'FAIL'}  {c['name']}")
+            show(f"  {'pass' if c['ok'] else 'FAIL'}  {c['name']}")
     else:
-        ui.result("verified: not smoke-tested (bundle --verify or verify --smoke)")
-    ui.table("largest files", ["size", "path"], [[ui.human_size(s), p] for p, (_, s) in entries[:top]])
+        show("verified: not smoke-tested (bundle --verify or verify --smoke)")
+    ui.table("largest files", ["size", "path"], [[ui.human_size(s), ui.safe(p)] for p, (_, s) in entries[:top]])
