@@ -68,6 +68,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The --hash pins of the user's requirement and constraint files (offpkg.trust.pins).
+    hash_pins: Any = None
 
 
 @dataclass
@@ -79,6 +81,8 @@ class BundleResult:
     cached_files: int
     built_from_sdist: list[str]
     timings: dict[str, float]
+    # {"pinned": [...], "from_index": [...]} when the user pinned hashes: whose hashes came from where.
+    hash_pins: dict[str, list[str]] | None = None
 
 
 def output_kind(path: Path) -> str:
@@ -470,6 +474,7 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             early.fetcher.cancel()
             raise
         timings["fetch"] = time.monotonic() - t1
+        hash_pins = _check_user_pins(opts, locks, fetched)
         built: dict[str, Fetched] = {}
         for t, sels in zip(opts.targets, locks):
             built.update(_build_sdists(opts, t, sels, fetched, work, events))
@@ -503,4 +508,17 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
     downloaded = sum(f.size for f in fetched.values() if not f.from_cache)
     return BundleResult(opts.output, manifest, time.monotonic() - t0, downloaded,
                         sum(1 for f in fetched.values() if f.from_cache),
-                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings)
+                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings, hash_pins)
+
+
+def _check_user_pins(opts: BundleOptions, locks: list[list[Selection]],
+                     fetched: dict[str, Fetched]) -> dict[str, list[str]] | None:
+    """The user's --hash pins against every downloaded file (the sdist, for a wheel built from one)."""
+    if not opts.hash_pins:
+        return None
+    from .trust.pins import Downloaded, check_pins
+
+    files = [Downloaded(s.pin.name, s.pin.version, s.file.filename, fetched[s.file.filename].path,
+                        fetched[s.file.filename].sha256) for sels in locks for s in sels]
+    pinned, from_index = check_pins(opts.hash_pins, files)
+    return {"pinned": pinned, "from_index": from_index}

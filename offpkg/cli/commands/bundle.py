@@ -90,9 +90,12 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     else:
         extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
+    from ...trust.pins import collect_pins
+
+    hash_pins = collect_pins([Path(f) for f in req_files], constraints)
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
-                         force=force, tools=tools, stack=stack)
+                         force=force, tools=tools, stack=stack, hash_pins=hash_pins)
     if cuda is None and any(_is_torch(r) for r in requirements):
         # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
         # so a bundle never gets PyPI's CUDA build by accident.
@@ -121,6 +124,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+        "hash_pins": res.hash_pins,
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -137,6 +141,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["hashes", _hash_pins_line(res.hash_pins)]] if res.hash_pins else []),
         ])
     if smoke and not verified:
         from ...errors import VerificationError
@@ -144,3 +149,12 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
         raise VerificationError(f"{res.path} was written but is NOT verified: the smoke test failed ({', '.join(failed)})",
                                 hint="see `offpkg inspect` for the failing checks; fix the requirements and bundle again")
+
+
+def _hash_pins_line(pins: dict[str, list[str]]) -> str:
+    """Whose hashes came from where, when the user pinned some (pip --require-hashes style)."""
+    line = f"{len(pins['pinned'])} package(s) matched your --hash pins"
+    if pins["from_index"]:
+        line += (f"; the other {len(pins['from_index'])} ({', '.join(pins['from_index'])}) are pinned with the "
+                 "index's hashes")
+    return line
