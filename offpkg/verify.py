@@ -24,7 +24,7 @@ from .errors import InputError, OffpkgError
 from .hashing import sha256_many
 from .manifest import MANIFEST_NAME, SUMS_NAME, Manifest
 from .target import Target
-from .trust.locks import check_layout, check_pylock, check_requirements
+from .trust.locks import check_layout, check_pip_conf, check_pylock, check_requirements
 
 _MAX_SMALL = 64 << 20
 
@@ -133,7 +133,7 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
     # Limits before work: the manifest first; it bounds every member after it.
     limits = bundle_limits()
     manifest, text = read_archive_manifest(bundle, offset, limits)
-    small = {SUMS_NAME, "requirements.txt", "pylock.toml"} | {
+    small = {SUMS_NAME, "requirements.txt", "pylock.toml", "pip.conf"} | {
         p for p in manifest.all_entries() if p.startswith("requirements/") and p.endswith(".txt")}
     kept: dict[str, bytes] = {}
     try:
@@ -206,6 +206,9 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
     else:
         problems.extend(check_pylock(text, manifest))
     problems.extend(check_layout(manifest))
+    conf = read("pip.conf") if "pip.conf" in expected else None
+    if conf is not None:
+        problems.extend(check_pip_conf(conf))
     # Wheels fit their targets; the wheel folder holds only locked wheels.
     ranks = [t.tag_rank() for t in targets]
     for p in manifest.packages:

@@ -13,6 +13,7 @@ is removed if anything fails.
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,9 +80,46 @@ def verify(root):
         problems.append("offpkg.json: does not match SHA256SUMS")
     for path in sorted(present - set(expected) - {"offpkg.json", "SHA256SUMS"}):
         problems.append("%s: not listed in the manifest" % path)
+    problems += check_locks(root, manifest, present)
     if problems:
         raise Fail("the bundle failed verification; nothing was installed:\n  - " + "\n  - ".join(problems))
     return manifest
+
+
+# A requirements line pip reads as nothing but a pin: `name==version` then --hash=sha256 options.
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9][A-Za-z0-9.+!_-]*)((?:\s+--hash=sha256:[0-9a-f]{64})*)$")
+
+
+def check_locks(root, manifest, present):
+    """The same allowlist as `offpkg verify`: the requirements files hold only pins with the wheels' hashes.
+
+    pip reads options from a requirements file (--find-links, --index-url, --no-binary,
+    -r, -c, URLs, ${VARIABLES}); a line that is not a plain pin would let the bundle
+    install something else than what was verified.
+    """
+    problems = []
+    hashes = {}
+    for p in manifest["packages"]:
+        if p.get("role", "requirement") == "requirement":
+            hashes.setdefault(re.sub(r"[-_.]+", "-", p["name"]).lower(), set()).add(p["sha256"])
+    for rel in sorted(x for x in present if x == "requirements.txt" or
+                      (x.startswith("requirements/") and x.endswith(".txt"))):
+        with open(os.path.join(root, *rel.split("/")), "rb") as f:
+            text = f.read().decode("ascii", "replace")
+        logical = re.sub(r"\\[ \t]*\n[ \t]*", " ", text)
+        for line in logical.split("\n"):
+            s = line.strip()
+            if not s or s.startswith("#"):
+                continue
+            m = _PIN.match(s)
+            if not m or "\ufffd" in s:
+                problems.append("%s: %r is not allowed in a bundle's requirements file" % (rel, s[:80]))
+                continue
+            name = re.sub(r"[-_.]+", "-", m.group(1)).lower()
+            listed = set(re.findall(r"sha256:([0-9a-f]{64})", m.group(3)))
+            if not listed or not listed <= hashes.get(name, set()):
+                problems.append("%s: the hashes of %s are not exactly its bundled wheels'" % (rel, name))
+    return problems
 
 
 def run(argv, what):
@@ -191,22 +229,19 @@ def install(python, venv, upgrade, use_uv):
             wheels = os.path.join(HERE, "wheels")
             req = os.path.join(HERE, reqs)
             if uv:
-                run([uv, "pip", "install", "--offline", "--no-index", "--find-links", wheels, "--require-hashes",
-                     "--only-binary", ":all:", "--python", venv_python(venv), "-r", req], "installing with uv")
+                run([uv, "pip", "install", "--offline", "--no-index", "--no-build", "--no-config", "--find-links",
+                     wheels, "--require-hashes", "--python", venv_python(venv), "-r", req], "installing with uv")
             else:
-                run([venv_python(venv), "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                run([venv_python(venv), "-m", "pip", "install", "--isolated", "--no-index", "--find-links", wheels,
                      "--require-hashes", "--only-binary", ":all:", "--no-cache-dir", "-r", req], "installing with pip")
         finally:
             shutil.rmtree(wd, ignore_errors=True)
         run([venv_python(venv), "-m", "pip", "check"], "pip check")
         sfx = os.environ.get("OFFPKG_SELF_EXTRACTING")
-        with open(os.path.join(HERE, "pip.conf")) as f:
-            conf = f.read()
-        if sfx:
-            # The unpacked payload is deleted afterwards: keep no-index, drop the dangling find-links.
-            conf = "".join(line for line in conf.splitlines(True) if not line.startswith("find-links"))
-        else:
-            conf = conf.replace("find-links = wheels", "find-links = " + os.path.join(HERE, "wheels"))
+        # Generated here, never copied from the bundle: later pip runs in the venv stay offline.
+        conf = "[global]\nno-index = true\nonly-binary = :all:\ndisable-pip-version-check = true\n"
+        if not sfx:  # the unpacked payload of a self-extracting bundle is deleted afterwards
+            conf += "find-links = %s\n" % os.path.join(HERE, "wheels")
         with open(os.path.join(venv, "pip.conf"), "w") as f:
             f.write(conf)
         with open(os.path.join(venv, "offpkg-receipt.json"), "w") as f:

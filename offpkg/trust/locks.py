@@ -204,6 +204,27 @@ def _check_pylock_wheel(w: Any, pk: dict[str, Any], where: str, by_path: dict[st
     return problems
 
 
+# The only settings a bundle's pip.conf may carry: what offpkg writes (offpkg.bundle.PIP_CONF).
+_PIP_CONF_ALLOWED = {("no-index", "true"), ("find-links", "wheels"), ("only-binary", ":all:"),
+                     ("disable-pip-version-check", "true")}
+
+
+def check_pip_conf(text: str, rel: str = "pip.conf") -> list[str]:
+    """Problems of the bundle's pip.conf: only offpkg's own offline settings (no index, no other find-links)."""
+    if not _ALLOWED_CHAR.fullmatch(text):
+        return [f"{rel}: contains characters other than plain ASCII"]
+    problems = []
+    for no, line in enumerate(text.split("\n"), 1):
+        s = line.strip()
+        if not s or s.startswith(("#", ";")) or s == "[global]":
+            continue
+        key, sep, value = s.partition("=")
+        if not sep or (key.strip(), value.strip()) not in _PIP_CONF_ALLOWED:
+            problems.append(f"{rel}:{no}: {_shown(s)} is not allowed (a bundle's pip.conf only keeps pip offline: "
+                            "no-index, find-links = wheels, only-binary, disable-pip-version-check)")
+    return problems
+
+
 def check_layout(manifest: Manifest) -> list[str]:
     """No archive or wheel outside wheels/ and tools/ (but the packed conda environment the manifest names)."""
     allowed = set()
