@@ -608,8 +608,8 @@ def _member_bytes(name: str, data: bytes) -> bytes:
 
 
 def many_members(path: Path, count: int = 300_000, *, first: list[tuple[str, bytes]] = (),
-                 compress: bool = False) -> Path:
-    """A tar (or .tar.zst) with ``first`` members, then ``count`` empty files (m/000000 ...)."""
+                 last: list[tuple[str, bytes]] = (), compress: bool = False) -> Path:
+    """A tar (or .tar.zst): ``first`` members, ``count`` empty files (m/000000 ...), then ``last``."""
     buf = bytearray()
     for n, d in first:
         buf += _member_bytes(n, d)
@@ -624,10 +624,80 @@ def many_members(path: Path, count: int = 300_000, *, first: list[tuple[str, byt
         template[0:8] = name
         template[148:155] = b"%06o\0" % (base + sum(name))
         buf += template
+    for n, d in last:
+        buf += _member_bytes(n, d)
     buf += b"\0" * (2 * tarfile.BLOCKSIZE)
     data = zstandard.ZstdCompressor().compress(bytes(buf)) if compress else bytes(buf)
     path.write_bytes(data)
     return path
+
+
+# ----------------------------------------------------------------------------- hostile bundles
+# An attacker with write access to a bundle (a USB stick, a shared folder) edits files and then
+# rewrites offpkg.json and SHA256SUMS to match: integrity checks pass by construction, so what
+# must stop these is verification that means what pip and uv will do.
+
+
+def bundle_files(bundle: Path) -> list[tuple[str, bytes]]:
+    """Every file of a bundle directory as (relative path, data), sorted like offpkg's archives."""
+    return [(p.relative_to(bundle).as_posix(), p.read_bytes()) for p in sorted(bundle.rglob("*")) if p.is_file()]
+
+
+def reseal(bundle: Path, **manifest_fields: object) -> None:
+    """Rewrite offpkg.json and SHA256SUMS to match the files as they are now (new files listed too)."""
+    import hashlib
+    import json
+
+    mpath = bundle / "offpkg.json"
+    m = json.loads(mpath.read_text(encoding="utf-8"))
+    m.update(manifest_fields)
+    listed = {e["path"]: e for e in m["packages"] + m["files"]}
+    for p in sorted(bundle.rglob("*")):
+        rel = p.relative_to(bundle).as_posix()
+        if not p.is_file() or p.is_symlink() or rel in ("offpkg.json", "SHA256SUMS"):
+            continue
+        data = p.read_bytes()
+        entry = listed.get(rel)
+        if entry is None:
+            entry = {"path": rel}
+            m["files"].append(entry)
+            listed[rel] = entry
+        entry["sha256"], entry["size"] = hashlib.sha256(data).hexdigest(), len(data)
+    mpath.write_text(json.dumps(m, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(bundle).as_posix()}"
+            for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "SHA256SUMS"]
+    (bundle / "SHA256SUMS").write_text("\n".join(sums) + "\n", encoding="utf-8")
+
+
+def evil_wheel(outdir: Path, name: str, version: str, marker: Path, *, build: str | None = None,
+               tag: str = "py3-none-any") -> Path:
+    """A wheel whose .pth file writes ``marker`` whenever a Python starts in the venv it is installed in."""
+    import base64
+    import hashlib
+
+    snake = name.replace("-", "_")
+    distinfo = f"{snake}-{version}.dist-info"
+    files = {
+        f"{snake}/__init__.py": b"EVIL = True\n",
+        f"{snake}-evil.pth": f"import os; open({str(marker)!r}, 'w').write('pwned')\n".encode(),
+        f"{distinfo}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode(),
+        f"{distinfo}/WHEEL": f"Wheel-Version: 1.0\nGenerator: hostile\nRoot-Is-Purelib: true\nTag: {tag}\n".encode(),
+    }
+    record = "".join(f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
+                     f"{len(d)}\n" for n, d in files.items()) + f"{distinfo}/RECORD,,\n"
+    files[f"{distinfo}/RECORD"] = record.encode()
+    outdir.mkdir(parents=True, exist_ok=True)
+    path = outdir / f"{snake}-{version}-{build + '-' if build else ''}{tag}.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for n, d in files.items():
+            z.writestr(zipfile.ZipInfo(n, date_time=(2024, 1, 1, 0, 0, 0)), d)
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- public API
