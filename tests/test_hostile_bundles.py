@@ -304,14 +304,26 @@ def test_zstd_bomb_declaring_1000_gib_is_refused(good, world, offline) -> None:
     _archive_refused(bomb, world, offline, "a decompression bomb?")
 
 
-def test_listed_bomb_is_refused_from_the_manifest(good, world, offline) -> None:
-    """The attacker lists the 1,000 GiB member in the manifest: refused before any decompression."""
+def test_listed_bomb_is_refused_before_decompression(good, world, offline) -> None:
+    """The attacker lists the 1,000 GiB member in the manifest: the zstd frame walk refuses it first."""
     b = _copy(good, world["tmp"])
     m = json.loads((b / "offpkg.json").read_text())
     m["files"].append({"path": "zz-bomb.bin", "sha256": "0" * 64, "size": 1000 << 30})
     (b / "offpkg.json").write_text(json.dumps(m))
     bomb = zstd_bomb(world["tmp"] / "listed.tar.zst", name="zz-bomb.bin", before=bundle_files(b))
-    _archive_refused(bomb, world, offline, "max_bundle_size")
+    _archive_refused(bomb, world, offline, "a decompression bomb?")
+
+
+@pytest.mark.parametrize("key,value", [("MAX_BUNDLE_SIZE", "1M"), ("MAX_BUNDLE_MEMBERS", "5")])
+def test_configured_limits_refuse_before_any_work(key, value, good, world, offline) -> None:
+    archive = world["tmp"] / "b.tar"
+    with tarfile.open(archive, "w") as tf:
+        for n, d in bundle_files(good):
+            ti = tarfile.TarInfo(n)
+            ti.size = len(d)
+            tf.addfile(ti, io.BytesIO(d))
+    world["env"]["OFFPKG_" + key] = value
+    _archive_refused(archive, world, offline, f"({key.lower()})" if key == "MAX_BUNDLE_SIZE" else "over the limit of 5")
 
 
 def test_gzip_stream_over_the_ratio_is_refused(good, world, offline) -> None:
