@@ -70,11 +70,16 @@ def test_requirements_file_errors(index, tmp_path, env, offpkg) -> None:
 
 
 def test_requirements_file_with_hashes_and_includes(index, tmp_path, env, offpkg) -> None:
-    (tmp_path / "base.txt").write_text("gamma==2.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
+    import hashlib
+
+    # The pin must be right: the user's hashes are honored (tests/test_hash_pins.py has the wrong ones).
+    gamma = hashlib.sha256((index.files / "gamma-2.0-py3-none-any.whl").read_bytes()).hexdigest()
+    (tmp_path / "base.txt").write_text("gamma==2.0 \\\n    --hash=sha256:" + gamma + "\n")
     (tmp_path / "r.txt").write_text("# comment\n-r base.txt\nalpha  # trailing\n--index-url http://ignored\n")
     proc = offpkg(["bundle", "-r", str(tmp_path / "r.txt"), "-i", index.url, "-o", str(tmp_path / "b"), "--json"], env)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["packages"] == 3
+    doc = json.loads(proc.stdout)
+    assert doc["packages"] == 3 and doc["hash_pins"] == {"pinned": ["gamma"], "from_index": ["alpha", "beta"]}
 
 
 def test_output_exists_needs_force(built, index, env, offpkg) -> None:

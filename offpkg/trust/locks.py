@@ -39,8 +39,9 @@ _PACKAGE_DIRS = ("wheels/", "tools/")
 
 _PYLOCK_TOP = {"lock-version", "environments", "requires-python", "extras", "dependency-groups",
                "default-groups", "created-by", "packages", "tool"}
-_PYLOCK_PACKAGE = {"name", "version", "wheels", "marker", "requires-python"}
-_PYLOCK_WHEEL = {"name", "path", "size", "hashes", "upload-time"}
+# `tool` tables are tool-specific notes (offpkg records built-from-sdist there); installers ignore others'.
+_PYLOCK_PACKAGE = {"name", "version", "wheels", "marker", "requires-python", "tool"}
+_PYLOCK_WHEEL = {"name", "path", "size", "hashes", "upload-time", "tool"}
 _PYLOCK_SOURCES = ("vcs", "directory", "archive", "sdist", "index")
 
 
