@@ -47,6 +47,7 @@ from .hashing import sha256_file
 from .net.index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
+from .lockcache import LockCache
 from .resolve import Selection, lock
 from ._templates import read_template
 from .target import Target
@@ -68,6 +69,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
+    reuse_lock: bool = True
 
 
 @dataclass
@@ -79,6 +82,7 @@ class BundleResult:
     cached_files: int
     built_from_sdist: list[str]
     timings: dict[str, float]
+    reused_locks: int = 0  # targets whose resolution was reused (offpkg.lockcache)
 
 
 def output_kind(path: Path) -> str:
@@ -116,7 +120,7 @@ def _probe_source() -> str:
 
 
 def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events,
-             on_select: Any = None) -> list[list[Selection]]:
+             on_select: Any = None, lock_cache: LockCache | None = None) -> list[list[Selection]]:
     locks: list[list[Selection]] = []
     if not opts.requirements:  # e.g. a bundle of a conda environment only
         return [[] for _ in opts.targets]
@@ -125,7 +129,7 @@ def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Ev
         wd = workdir / f"t{i}"
         wd.mkdir()
         locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd,
-                          on_select=on_select))
+                          on_select=on_select, lock_cache=lock_cache))
         events.done("resolve")
     return locks
 
@@ -461,8 +465,10 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
         # Each file's download starts as soon as it is chosen, while the other index pages
         # are still coming in (the largest, torch, no longer waits for the last page).
         early = _EarlyFetch(opts, client, events)
+        lock_cache = LockCache(opts.cache.root) if opts.reuse_lock else None
         try:
-            locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file))
+            locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file),
+                             lock_cache=lock_cache)
             timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
             t1 = time.monotonic()
             fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
@@ -503,4 +509,5 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
     downloaded = sum(f.size for f in fetched.values() if not f.from_cache)
     return BundleResult(opts.output, manifest, time.monotonic() - t0, downloaded,
                         sum(1 for f in fetched.values() if f.from_cache),
-                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings)
+                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings,
+                        reused_locks=lock_cache.hits if lock_cache else 0)
