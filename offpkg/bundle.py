@@ -504,6 +504,8 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
                 write_tar(stage, archive, compression="zst" if kind == "tar.zst" else None)
             commit(archive, opts.output, opts.force)
         timings["write"] = time.monotonic() - t4
+    if lock_cache is not None:
+        lock_cache.commit()  # only now: the bundle is complete
     for note in client.notes:  # an index page came from a fallback mirror
         events.warn(note)
     downloaded = sum(f.size for f in fetched.values() if not f.from_cache)

@@ -60,6 +60,7 @@ class LockCache:
     def __init__(self, root: Path) -> None:
         self.root = root / "locks"
         self.hits = 0  # resolutions reused in this run (reported as ``reused_locks``)
+        self._pending: list[tuple[str, list[tuple[str, str]], dict[str, str]]] = []
 
     def load(self, k: str | None) -> tuple[list[tuple[str, str]], dict[str, str]] | None:
         if not k:
@@ -73,13 +74,22 @@ class LockCache:
         return pins, pages
 
     def store(self, k: str | None, pins: Sequence[tuple[str, str]], pages: dict[str, str]) -> None:
-        """Write the record atomically; never raises (a record is an optimisation)."""
-        if not k:
-            return
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
+        """Remember a record; :meth:`commit` writes it once the bundle it belongs to is complete
+        (a run that fails later leaves nothing behind)."""
+        if k:
+            self._pending.append((k, list(pins), pages))
+
+    def commit(self) -> None:
+        """Write the remembered records atomically; never raises (a record is an optimisation)."""
+        for k, pins, pages in self._pending:
             tmp = self.root / f".{k}.{os.getpid()}.tmp"
-            tmp.write_text(json.dumps({"pins": [list(p) for p in pins], "pages": pages}), encoding="utf-8")
-            os.replace(tmp, self.root / f"{k}.json")
-        except OSError:
-            pass
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(json.dumps({"pins": [list(p) for p in pins], "pages": pages}), encoding="utf-8")
+                os.replace(tmp, self.root / f"{k}.json")
+            except OSError:
+                try:
+                    tmp.unlink(missing_ok=True)
+                except OSError:
+                    pass
+        self._pending = []
