@@ -477,7 +477,7 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
         early = _EarlyFetch(opts, client, events)
         lock_cache = LockCache(opts.cache.root) if opts.reuse_lock else None
         # With nothing to reuse, guess the big files and start them before the resolver answers.
-        prefetch = Prefetch(opts.cache, opts.fetch_policy, client, progress=early._progress)
+        prefetch = Prefetch(opts.cache, opts.fetch_policy, client, progress=early._progress, warn=events.warn)
         if opts.requirements and not _all_reusable(opts, lock_cache):
             prefetch.start(opts.requirements, opts.targets)
         try:

@@ -28,7 +28,7 @@ from packaging.version import InvalidVersion, Version
 from .backends import Pin
 from .net.cache import Cache
 from .net.fetch import FetchPolicy, Fetcher, FetchRequest
-from .net.index import DistFile, IndexClient
+from .net.index import DistFile, IndexClient, url_auth
 from .target import Target
 
 # Guesses from metadata go this deep (requirement -> its == pins); enough for torch -> nvidia-*.
@@ -39,8 +39,8 @@ MIN_SIZE = 8 << 20
 
 class Prefetch:
     def __init__(self, cache: Cache, policy: FetchPolicy, client: IndexClient,
-                 progress: Callable[[int], None] | None = None) -> None:
-        self.cache, self.policy, self.client, self.progress = cache, policy, client, progress
+                 progress: Callable[[int], None] | None = None, warn: Callable[[str], None] | None = None) -> None:
+        self.cache, self.policy, self.client, self.progress, self.warn = cache, policy, client, progress, warn
         self._lock = threading.Lock()
         self._started: dict[str, tuple[Fetcher, DistFile]] = {}
         self._stopped = threading.Event()
@@ -117,9 +117,11 @@ class Prefetch:
 
     def _exact_pins(self, f: DistFile, target: Target) -> list[str]:
         """The ``name==version`` requirements of a wheel's PEP 658 metadata that apply to the target."""
-        if not f.url.startswith(("http://", "https://")):
-            return []
-        r = self.client.session.get(f.url + ".metadata", timeout=self.policy.timeout)
+        if not f.url.startswith(("http://", "https://")) or "?" in f.url or "#" in f.url:
+            return []  # a signed or tokened link: its signature covers the wheel, not a .metadata beside it
+        # The index's credentials, as for the wheel itself (a 401 here would only lose the guess,
+        # but a credentialed index must never see an unauthenticated request from offpkg).
+        r = self.client.session.get(f.url + ".metadata", timeout=self.policy.timeout, auth=url_auth(f.url))
         if r.status_code != 200 or len(r.content) > (4 << 20):
             return []
         out = []
@@ -143,7 +145,9 @@ class Prefetch:
         with self._lock:
             if self._stopped.is_set() or f.filename in self._started:
                 return
-            fetcher = Fetcher(self.cache, replace(self.policy, workers=1),
-                              session=self.client.session, progress=self.progress, client=self.client)
+            # One attempt, no retries: a guess that meets trouble leaves the file to the real fetch.
+            fetcher = Fetcher(self.cache, replace(self.policy, workers=1, retries=0),
+                              session=self.client.session, progress=self.progress, warn=self.warn,
+                              client=self.client)
             self._started[f.filename] = (fetcher, f)
         fetcher.submit(FetchRequest(f))
