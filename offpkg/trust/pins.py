@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -148,6 +149,14 @@ def check_pins(pins: HashPins, files: Iterable[Downloaded]) -> tuple[list[str], 
             hint="the index serves other files than the ones you pinned: check the index (or mirror), or update "
                  "the pins (pip-compile --generate-hashes) if the change is expected")
     return sorted(pinned), sorted(unpinned - pinned)
+
+
+def check_bundle_pins(pins: HashPins, locks: Iterable[Iterable[Any]], fetched: dict[str, Any]) -> dict[str, list[str]]:
+    """The bundle hook: every selected file of every target's lock (``offpkg.resolve.Selection``) as downloaded."""
+    files = [Downloaded(s.pin.name, s.pin.version, s.file.filename, fetched[s.file.filename].path,
+                        fetched[s.file.filename].sha256) for sels in locks for s in sels]
+    pinned, from_index = check_pins(pins, files)
+    return {"pinned": pinned, "from_index": from_index}
 
 
 def _digest(path: Path, algo: str) -> str:
