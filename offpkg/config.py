@@ -72,7 +72,7 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         pattern=r"auto|cpu|cu\d{2,3}"),
     Key("torch_index_url", "url", "Base of the PyTorch wheel index (variants below it: <base>/cu126 ...)."),
     Key("max_bundle_members", "int", "Most members a bundle archive may have (more is refused before any work).",
-        lambda: 20_000),
+        lambda: 10_000),
     Key("max_bundle_size", "int", "Most bytes a bundle may hold in all, e.g. 200G (more is refused before any work).",
         lambda: 256 << 30),
     Key("fallback", "fallback",

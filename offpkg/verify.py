@@ -27,6 +27,7 @@ from .target import Target
 from .trust.locks import check_layout, check_pip_conf, check_pylock, check_requirements
 
 _MAX_SMALL = 64 << 20
+_MAX_PROBLEMS = 200
 
 
 @dataclass
@@ -46,20 +47,27 @@ class VerifyReport:
                 "seconds": round(self.seconds, 3)}
 
 
-def _scan_dir(root: Path, problems: list[str]) -> dict[str, Path]:
-    """Every regular file under root by relative POSIX path; anything else is a problem."""
-    found: dict[str, Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        d = Path(dirpath)
-        for name in dirnames + filenames:
-            p = d / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_symlink():
-                problems.append(f"{rel}: is a symbolic link; a bundle holds only regular files")
-            elif name in filenames and not p.is_file():
-                problems.append(f"{rel}: is not a regular file")
-            elif name in filenames:
-                found[rel] = p
+def _scan_dir(root: Path, problems: list[str]) -> dict[str, str]:
+    """Every regular file under root by relative POSIX path; anything else is a problem.
+
+    os.scandir's entry types come with the listing (no stat per file): linear and fast
+    even for a directory of 300,000 files.
+    """
+    found: dict[str, str] = {}
+    todo = [(str(root), "")]
+    while todo:
+        d, prefix = todo.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                rel = prefix + e.name
+                if e.is_symlink():
+                    problems.append(f"{rel}: is a symbolic link; a bundle holds only regular files")
+                elif e.is_dir(follow_symlinks=False):
+                    todo.append((e.path, rel + "/"))
+                elif e.is_file(follow_symlinks=False):
+                    found[rel] = e.path  # a str: no Path object per file
+                else:
+                    problems.append(f"{rel}: is not a regular file")
     return found
 
 
@@ -76,6 +84,9 @@ def verify_bundle(bundle: Path, *, workers: int | None = None, progress: Callabl
         report = _verify_archive(bundle, progress)
     report.seconds = time.monotonic() - t0
     report.ok = not report.problems
+    if len(report.problems) > _MAX_PROBLEMS:  # a hostile bundle can have 300,000 of them
+        more = len(report.problems) - _MAX_PROBLEMS
+        report.problems = report.problems[:_MAX_PROBLEMS] + [f"... and {more} more problem(s)"]
     return report
 
 
@@ -86,7 +97,7 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
     expected = manifest.all_entries()
     to_hash: list[Path] = []
     for rel, (sha, size) in sorted(expected.items()):
-        p = present.get(rel)
+        p = Path(present[rel]) if rel in present else None
         if p is None:
             problems.append(f"{rel}: listed in the manifest but missing")
             continue
@@ -104,7 +115,7 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
         problems.append(f"{rel}: present but not listed in the manifest")
 
     def read(rel: str) -> str | None:
-        p = present.get(rel)
+        p = Path(present[rel]) if rel in present else None
         if p is None or p.stat().st_size > _MAX_SMALL:
             return None
         return p.read_text(encoding="utf-8", errors="replace")

@@ -351,7 +351,7 @@ def test_300000_members_are_refused(where, good, world, offline) -> None:
     files = bundle_files(good)
     path = many_members(world["tmp"] / "many.tar", 300_000, **({"first": files} if where == "manifest-first"
                                                                 else {"last": files}))
-    needle = "is not listed in the bundle's manifest" if where == "manifest-first" else "over the limit of 20000"
+    needle = "is not listed in the bundle's manifest" if where == "manifest-first" else "over the limit of 10000"
     _archive_refused(path, world, offline, needle)
 
 
