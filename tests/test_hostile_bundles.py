@@ -355,6 +355,20 @@ def test_300000_members_are_refused(where, good, world, offline) -> None:
     _archive_refused(path, world, offline, needle)
 
 
+def test_300000_files_in_a_directory_bundle_are_refused(good, world, offline) -> None:
+    b = _copy(good, world["tmp"])
+    for i in range(300_000):
+        (b / "wheels" / f"e{i:06d}").touch()
+    proc = run_offpkg(["verify", str(b)], world["env"])
+    assert_clean_error(proc, 1, "wheels/e000000: present but not listed", "more problem(s)")
+    assert len(proc.stderr.splitlines()) < 300  # the problems are capped, not 300,000 lines
+    venv = world["tmp"] / "venv"
+    proc = run_offpkg(["install", str(b), "--venv", str(venv)], world["env"], offline=offline)
+    assert_clean_error(proc, 1, "present but not listed", "more problem(s)")
+    assert not venv.exists() and not list(world["tmpdir"].iterdir())
+    shutil.rmtree(b)  # 300,000 inodes need not outlive the test
+
+
 # ------------------------------------------------------------------ the terminal
 
 ESC_NAME = "\x1b[1A\x1b[2K\rok: verified \x1b]0;owned\x07\u202egnp.evil"
