@@ -15,7 +15,6 @@ import html
 import http.server
 import json
 import os
-import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterable

@@ -6,7 +6,7 @@ import click
 
 from .. import ui
 from ...errors import InputError
-from ...manifest import MANIFEST_NAME, Manifest
+from ...manifest import Manifest
 from ..options import json_option
 
 
@@ -15,10 +15,11 @@ def read_manifest(bundle: Path) -> Manifest:
         return Manifest.read(bundle)
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist")
-    from ...archive import payload_offset, read_member
+    from ...archive import payload_offset
+    from ...trust.limits import bundle_limits, read_archive_manifest
 
     offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-    return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
+    return read_archive_manifest(bundle, offset, bundle_limits())[0]  # the member count capped on the way
 
 
 @click.command("inspect")
