@@ -193,6 +193,33 @@ def test_env_var_url_in_find_links_makes_no_connection(backend, good, world) -> 
         listener.close()
 
 
+@pytest.mark.parametrize("backend", ["pip", "uv"])
+def test_environment_and_user_config_open_no_door(backend, good, world) -> None:
+    """PIP_*/UV_* variables and the user's pip.conf / uv.toml pointing at an index: a genuine bundle
+    installs, and nothing connects (outside unshare -n, a listener counts)."""
+    listener = _Listener()
+    try:
+        url = f"http://127.0.0.1:{listener.port}"
+        env = dict(world["env"])
+        for k in ("PIP_FIND_LINKS", "UV_FIND_LINKS"):
+            env[k] = url + "/links/"
+        for k in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_INDEX",
+                  "UV_DEFAULT_INDEX"):
+            env[k] = url + "/simple/"
+        env.pop("PIP_CONFIG_FILE")
+        home = Path(env["HOME"])
+        (home / ".config" / "pip").mkdir(parents=True)
+        (home / ".config" / "pip" / "pip.conf").write_text(f"[global]\nfind-links = {url}/conf/\n")
+        (home / ".config" / "uv").mkdir(parents=True)
+        (home / ".config" / "uv" / "uv.toml").write_text(f'find-links = ["{url}/uvconf/"]\n')
+        venv = world["tmp"] / "venv"
+        proc = run_offpkg(["install", str(good), "--venv", str(venv), "--backend", backend], env)
+        assert proc.returncode == 0, proc.stderr
+        assert listener.connections == 0
+    finally:
+        listener.close()
+
+
 # ------------------------------------------------------------------ time of check, time of use
 
 def test_swap_after_verification_is_not_installed(good, world, offline) -> None:
