@@ -48,6 +48,19 @@ def read_archive_manifest(archive: Path, offset: int, limits: BundleLimits) -> t
     return Manifest.loads(data, f"{archive}:{MANIFEST_NAME}"), data
 
 
+def check_manifest_limits(manifest: Manifest, bundle: Path, limits: BundleLimits) -> int:
+    """The manifest's total size, after refusing a file count or total over the limits."""
+    entries = manifest.all_entries()
+    total = sum(size for _, size in entries.values())
+    if len(entries) + 2 > limits.max_members:
+        raise UnsafeArchiveError(f"bundle {bundle}: its manifest lists {len(entries)} files, over the limit of "
+                                 f"{limits.max_members} (max_bundle_members)", hint=_HINT)
+    if total > limits.max_size:
+        raise UnsafeArchiveError(f"bundle {bundle}: its manifest lists {total} bytes, over the limit of "
+                                 f"{limits.max_size} (max_bundle_size)", hint=_HINT)
+    return total
+
+
 def expectation(archive: Path, offset: int, manifest: Manifest, manifest_size: int,
                 limits: BundleLimits) -> Expected:
     """What the archive may hold, after checking the manifest's totals against the limits.
@@ -55,13 +68,7 @@ def expectation(archive: Path, offset: int, manifest: Manifest, manifest_size: i
     Raises UnsafeArchiveError when the manifest itself asks for more than the limits allow.
     """
     entries = manifest.all_entries()
-    total = sum(size for _, size in entries.values())
-    if len(entries) + 2 > limits.max_members:
-        raise UnsafeArchiveError(f"bundle {archive}: its manifest lists {len(entries)} files, over the limit of "
-                                 f"{limits.max_members} (max_bundle_members)", hint=_HINT)
-    if total > limits.max_size:
-        raise UnsafeArchiveError(f"bundle {archive}: its manifest lists {total} bytes, over the limit of "
-                                 f"{limits.max_size} (max_bundle_size)", hint=_HINT)
+    total = check_manifest_limits(manifest, archive, limits)
     fmt = detect_format(archive, offset=offset)
     stored = os.stat(archive).st_size - offset
     if fmt.startswith("tar.") and total > _RATIO_MIN_SIZE and total > _MAX_RATIO * max(stored, 1):

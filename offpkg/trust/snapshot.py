@@ -15,11 +15,13 @@ copy then goes through the full verification (hashes, locks) like any bundle.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
 from ..errors import EnvironmentProblem, ManifestError, VerificationError
 from ..manifest import MANIFEST_NAME, SUMS_NAME, Manifest
+from .limits import MAX_SUMS, bundle_limits, check_manifest_limits
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -71,7 +73,7 @@ class _Copier:
     def __init__(self, src: Path, dest: Path, manifest: Manifest) -> None:
         self.src, self.dest = src, dest
         self.sizes = {path: size for path, (_, size) in manifest.all_entries().items()}
-        self.sizes[SUMS_NAME] = 1 << 20  # SHA256SUMS is not in the manifest; one line per file is far smaller
+        self.sizes[SUMS_NAME] = MAX_SUMS  # SHA256SUMS is not in the manifest: a bound, not its size
         # Every directory that holds a listed file: nothing else is walked into.
         self.dirs = {"/".join(p.split("/")[:i]) for p in self.sizes for i in range(1, p.count("/") + 1)}
         self.problems: list[str] = []
@@ -122,8 +124,9 @@ class _Copier:
             if not stat.S_ISREG(st.st_mode):
                 self.problem(f"{path}: is not a regular file")
                 return
-            if st.st_size > limit and path != SUMS_NAME:
-                self.problem(f"{path}: size is {st.st_size} bytes, the manifest says {limit}")
+            if st.st_size > limit:
+                says = "the limit is" if path == SUMS_NAME else "the manifest says"
+                self.problem(f"{path}: size is {st.st_size} bytes, {says} {limit}")
                 return
             out = os.open(self.dest / path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)
             try:
@@ -149,7 +152,9 @@ def snapshot_dir(src: Path, dest: Path) -> Manifest:
     """Copy the directory bundle ``src`` into the new private directory ``dest``; the manifest read first.
 
     Raises VerificationError listing what is wrong (symlinks, unlisted or oversized files)
-    before anything is installed; the copy itself still has to be verified.
+    before anything is installed, UnsafeArchiveError when the manifest asks for more than
+    the configured limits, EnvironmentProblem when the copy would not fit; the copy itself
+    still has to be verified.
     """
     try:
         root_fd = os.open(src, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
@@ -157,6 +162,12 @@ def snapshot_dir(src: Path, dest: Path) -> Manifest:
         raise ManifestError(f"cannot open the bundle directory {src}: {exc.strerror}") from None
     try:
         manifest, data = read_manifest_nofollow(root_fd, str(src))
+        total = check_manifest_limits(manifest, src, bundle_limits())
+        free = shutil.disk_usage(dest.parent).free
+        if total + len(data) + MAX_SUMS > free:
+            raise EnvironmentProblem(f"not enough space in {dest.parent} for a private copy of {src} "
+                                     f"({total} bytes; {free} free)",
+                                     hint="free space there, or point TMPDIR at a larger file system")
         dest.mkdir(mode=0o700)
         (dest / MANIFEST_NAME).write_bytes(data)  # the very bytes that were parsed
         copier = _Copier(src, dest, manifest)
