@@ -110,18 +110,15 @@ class Expected:
     """
 
     sizes: dict[str, int]
-    dirs: frozenset[str]
     at_most: dict[str, int]  # files whose size the manifest cannot know (SHA256SUMS): a bound
 
     @classmethod
     def of(cls, sizes: dict[str, int], at_most: dict[str, int] | None = None) -> Expected:
-        names = list(sizes) + list(at_most or {})
-        dirs = {"/".join(p.split("/")[:i]) for p in names for i in range(1, p.count("/") + 1)}
-        return cls(dict(sizes), frozenset(dirs), dict(at_most or {}))
+        return cls(dict(sizes), dict(at_most or {}))
 
     def problem(self, name: str, kind: str, size: int) -> str | None:
         if kind == "dir":
-            return None if name in self.dirs else "is a directory the bundle's manifest lists nothing in"
+            return None  # harmless (a conda-only bundle has an empty wheels/); what goes in it is checked
         if kind == "file" and name in self.at_most:
             bound = self.at_most[name]
             return None if size <= bound else f"declares {size} bytes, over the {bound} bytes it may have"

@@ -74,8 +74,6 @@ class _Copier:
         self.src, self.dest = src, dest
         self.sizes = {path: size for path, (_, size) in manifest.all_entries().items()}
         self.sizes[SUMS_NAME] = MAX_SUMS  # SHA256SUMS is not in the manifest: a bound, not its size
-        # Every directory that holds a listed file: nothing else is walked into.
-        self.dirs = {"/".join(p.split("/")[:i]) for p in self.sizes for i in range(1, p.count("/") + 1)}
         self.problems: list[str] = []
         self.copied: set[str] = set()
         self.more = 0
@@ -96,9 +94,7 @@ class _Copier:
             if e.is_symlink():
                 self.problem(f"{path}: is a symbolic link; a bundle holds only regular files")
             elif e.is_dir(follow_symlinks=False):
-                if path not in self.dirs:
-                    self.problem(f"{path}/: a directory the manifest does not list anything in")
-                    continue
+                # An empty wheels/ (a conda-only bundle) is fine; whatever is inside is checked below.
                 (self.dest / path).mkdir(mode=0o700)
                 fd = _open_nofollow(dir_fd, e.name, directory=True)
                 try:
