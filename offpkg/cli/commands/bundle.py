@@ -21,14 +21,6 @@ def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook bu
     return hook
 
 
-def _is_torch(requirement: str) -> bool:
-    from packaging.requirements import Requirement
-
-    from ...gpu.cuda import is_torch_family
-
-    return is_torch_family(Requirement(requirement).name)
-
-
 @click.command()
 @requirement_options
 @click.option("-o", "--output", required=True, type=click.Path(),
@@ -77,13 +69,13 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     backend = backend or cfg.get("backend")
     cache_dir = cache_dir or cfg.get("cache_dir")
     requirements: list[str] = []
+    stack_needs_cuda = False
     if stack:
         from ...stacks import get_stack
 
         st = get_stack(stack)
         requirements += list(st.requirements)
-        if st.needs_cuda and cuda is None:
-            cuda = "auto"
+        stack_needs_cuda = st.needs_cuda
     if reqs or req_files or not (stack or conda_env):
         extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
                                                        [Path(f) for f in constraint_files])
@@ -93,14 +85,14 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
                          force=force, tools=tools, stack=stack)
-    if cuda is None and any(_is_torch(r) for r in requirements):
-        # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
-        # so a bundle never gets PyPI's CUDA build by accident.
-        cuda = cfg.get("cuda") or "auto"
+    from ...gpu.policy import torch_build_request
+
+    cuda, explicit = torch_build_request(requirements, cuda_option=cuda, torch_index=torch_index,
+                                         stack_needs_cuda=stack_needs_cuda, configured=cfg.get("cuda"))
     if cuda:
         from ...gpu.bundle import apply_cuda
 
-        apply_cuda(opts, cuda, torch_version, index_base=torch_index)
+        apply_cuda(opts, cuda, torch_version, index_base=torch_index, explicit=explicit)
     hook = _smoke_hook(stack) if smoke else None
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
