@@ -89,7 +89,8 @@ def mirror_bases(first: str) -> list[str]:
         from ..mirrors.catalog import known_mirrors
 
         for m in known_mirrors(load()):
-            if m.kind == "pytorch" and getattr(m, "layout", "pep503") == "pep503" and m.url.rstrip("/") not in out:
+            if (m.kind == "pytorch" and m.layout == "pep503" and m.fallback
+                    and m.url.rstrip("/") not in out):
                 out.append(m.url.rstrip("/"))
     except (ImportError, OffpkgError):
         pass
@@ -213,6 +214,7 @@ def choose(requirements: list[str], targets: list[Target], cuda: str, torch: str
     first_error: OffpkgError | None = None
     skipped: list[str] = []
     unreachable: list[str] = []
+    dead: set[str] = set()
     for wanted in tried:
         try:
             plan = plan_targets(targets, cuda, wanted, bases[0], observed=observed, custom_index=custom_index)
@@ -224,7 +226,7 @@ def choose(requirements: list[str], targets: list[Target], cuda: str, torch: str
             first_error = first_error or exc
             continue
         got = _pick_reachable(plan, wanted, torch_reqs, targets, index_urls, lookup, bases, cuda, observed,
-                              custom_index, unreachable)
+                              custom_index, unreachable, dead)
         if got is None and fallback and not plan.from_pypi:
             got = _pypi_fallback(targets, wanted, torch_reqs, index_urls, lookup, bases[0], observed, unreachable)
         if got is None:
@@ -266,17 +268,20 @@ def choose(requirements: list[str], targets: list[Target], cuda: str, torch: str
 
 def _pick_reachable(plan: CudaPlan, wanted: str, torch_reqs: list[Requirement], targets: list[Target],
                     index_urls: tuple[str, ...], lookup: _Lookup, bases: list[str], cuda: str,
-                    observed: Observed | None, custom_index: bool, unreachable: list[str]
+                    observed: Observed | None, custom_index: bool, unreachable: list[str], dead: set[str]
                     ) -> tuple[CudaPlan, tuple[Version | None, str, bool]] | None:
     """The plan's torch on the first reachable index base (the plan re-made for that base); None if none answers."""
     for i, base in enumerate(bases):
         p = plan if i == 0 else plan_targets(targets, cuda, wanted, base, observed=observed,
                                              custom_index=custom_index)
+        if not p.from_pypi and p.index_url in dead:
+            continue  # found unreachable for an earlier release in this run
         try:
             return p, _pick_torch(p, wanted, torch_reqs, targets, index_urls, lookup)
         except NetworkError as exc:
             if p.from_pypi:
                 raise  # the user's own index: nothing to swap
+            dead.add(p.index_url)
             unreachable.append(exc.message)
     return None
 

@@ -222,7 +222,7 @@ def _companion(name: str, reqs: list[Requirement], plan: CudaPlan, torch_version
     for v in cands[:_COMPANION_TRIES]:
         f = sorted(found[v], key=lambda f: targets[0].wheel_rank(f.filename) if _fits(f, targets[0]) else 10**9)[0]
         ok = _requires_torch(wheel_metadata(f, client), torch_full)
-        if ok:
+        if ok or ok is None:  # None: it names no torch (torchcodec): the newest of the build goes
             return v
     raise CudaBundleError(
         f"no {name} release of the {plan.variant} build on {where} requires torch {torch_full}"
