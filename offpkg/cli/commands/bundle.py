@@ -21,6 +21,22 @@ def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook bu
     return hook
 
 
+def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN001 - BundleOptions, DirectRefs
+    """Build the direct references (URLs, VCS, paths) into wheels and pin them (offpkg.directref)."""
+    import dataclasses
+    import tempfile
+
+    from ...directref import prepare
+
+    work = Path(stack_.enter_context(tempfile.TemporaryDirectory(prefix="offpkg-direct-")))
+    with ui.spinner(f"building {len(refs)} direct reference(s) into wheels"):
+        prep = prepare(refs, opts.backend, opts.sources, opts.cache, work, timeout=opts.fetch_policy.timeout)
+    opts.requirements = [*opts.requirements, *prep.requirements]
+    opts.sources = dataclasses.replace(opts.sources, find_links=(*opts.sources.find_links, str(prep.find_links)))
+    opts.extra["built_from"] = prep.records
+    opts.extra["direct_files"] = prep.files
+
+
 @click.command()
 @requirement_options
 @click.option("-o", "--output", required=True, type=click.Path(),
@@ -60,7 +76,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ...backends import get_backend
     from ...bundle import BundleOptions, build_bundle
     from ...net.cache import Cache
-    from ...resolve import collect_requirements
+    from ...resolve import collect_inputs
     from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
     cfg = settings()
@@ -76,9 +92,16 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         st = get_stack(stack)
         requirements += list(st.requirements)
         stack_needs_cuda = st.needs_cuda
+    inputs = None
     if reqs or req_files or not (stack or conda_env):
-        extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
-                                                       [Path(f) for f in constraint_files])
+        inputs = collect_inputs(list(reqs), [Path(f) for f in req_files], [Path(f) for f in constraint_files])
+        extra_reqs, constraints = inputs.requirements, inputs.constraints
+        if inputs.index_url or inputs.extra_index_urls or inputs.find_links or inputs.no_index:
+            # Index options inside the files, as pip reads them; the command line's own options win.
+            sources = sources_from_options(index_url or inputs.index_url,
+                                           tuple(dict.fromkeys((*extra_index_url, *inputs.extra_index_urls))),
+                                           tuple(dict.fromkeys((*find_links, *inputs.find_links))),
+                                           no_index=inputs.no_index and not index_url, cfg=cfg)
     else:
         extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
@@ -104,6 +127,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
                                                explicit_target=bool(target_files or python_version or platforms)))
         elif pip_as_wheels:
             raise click.UsageError("--pip-as-wheels goes with --conda-env")
+        if inputs is not None and inputs.direct:
+            _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
     m = res.manifest
     verified = (m.verification or {}).get("verified")
@@ -113,6 +138,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+        "built_from": m.extra.get("built_from", []),
     }
     if as_json:
         ui.emit_json("bundle", payload)

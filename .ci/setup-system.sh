@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
+set -euo pipefail
+command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
