@@ -290,7 +290,9 @@ def data_releases() -> list[str]:
 
 def torch_releases(observed: Observed | None = None) -> list[str]:
     """The torch release series offpkg knows (data plus observed), oldest first."""
-    known = set(data_releases()) | set(observed or {})
+    data = data_releases()
+    # releases older than the data (torch 1.x on PyPI) are not planned: offpkg has no facts for them
+    known = set(data) | {s for s in (observed or {}) if Version(s) > Version(data[-1])}
     return sorted(known, key=Version)
 
 
