@@ -215,3 +215,18 @@ def test_cli_plan_json_for_rocm_keeps_the_fields() -> None:
 def test_unknown_old_release_is_an_input_error() -> None:
     with pytest.raises(InputError, match="not in offpkg's CUDA data"):
         facts.release("1.13")
+
+
+def test_check_host_for_rocm_and_custom_records() -> None:
+    from offpkg.gpu.check import check_host, manifest_record
+
+    rec = manifest_record(plan_for_target(_target(_amd("gfx90a")), torch="2.7"))
+    assert rec["vendor"] == "amd" and rec["variant"] == "rocm6.3"
+    assert check_host(rec, _amd("gfx90a")) == []
+    bad = check_host(rec, _amd("gfx803"))
+    assert len(bad) == 1 and "gfx803" in bad[0] and "rocm6.3" in bad[0]
+    assert check_host(rec, None) == []
+    assert "no AMD GPU" in check_host(rec, None, require_gpu=True)[0]
+    jet = manifest_record(plan_for_target(_target(_nv("540.4.0", "8.7"), ARM), index_base="http://127.0.0.1:9/jp6",
+                                          custom_index=True))
+    assert jet["labelled"] is False and check_host(jet, _nv("540.4.0", "8.7")) == []
