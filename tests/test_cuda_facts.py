@@ -230,3 +230,14 @@ def test_check_host_for_rocm_and_custom_records() -> None:
     jet = manifest_record(plan_for_target(_target(_nv("540.4.0", "8.7"), ARM), index_base="http://127.0.0.1:9/jp6",
                                           custom_index=True))
     assert jet["labelled"] is False and check_host(jet, _nv("540.4.0", "8.7")) == []
+
+
+def test_intel_xpu_only_when_asked_for() -> None:
+    p = plan_for_target(_target(None), cuda="xpu", torch="2.8")
+    assert (p.variant, p.vendor, p.index_url, p.label) == ("xpu", "intel", "https://download.pytorch.org/whl/xpu",
+                                                            "+xpu")
+    with pytest.raises(InputError, match="no xpu build"):
+        plan_for_target(_target(None), cuda="xpu", torch="2.4")
+    with pytest.raises(CudaNoFitError, match="x86_64 only"):
+        plan_for_target(_target(None, ARM), cuda="xpu")
+    assert plan_for_target(_target(None)).variant == "cpu"  # never chosen by auto

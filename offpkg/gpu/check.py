@@ -85,7 +85,7 @@ def check_host(cuda_record: dict[str, Any] | None, gpu: dict[str, Any] | None, *
     record's ``min_driver``; every GPU must be covered by the recorded architectures
     (PTX only counts when the driver meets the toolkit's own minimum).
     """
-    if not cuda_record or cuda_record.get("variant") in (None, "cpu", "custom"):
+    if not cuda_record or cuda_record.get("variant") in (None, "cpu", "custom", "xpu"):
         return []
     if cuda_record.get("vendor") == "amd":
         return _check_rocm_host(cuda_record, gpu, require_gpu)

@@ -221,6 +221,10 @@ def validate_data(data: Any) -> None:
                 key = "variants" if arch == "x86_64" else "variants_aarch64"
                 if cuda is not None and variant_of(cuda) not in row.get(key, []):
                     raise _bad(f, f"{where}: PyPI's CUDA {cuda} build of torch {s} ({arch}) is not among its variants")
+        xpu = data.get("xpu")
+        if xpu is not None:
+            _need_source(f, xpu, "xpu")
+            SpecifierSet(xpu["torch"])
         jet = data.get("jetson")
         if jet is not None:
             _need_source(f, jet, "jetson")

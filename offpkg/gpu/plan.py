@@ -369,13 +369,15 @@ def plan_for_target(target: Target, cuda: str = "auto", torch: str | None = None
         return plan(driver, caps, os=os, torch=torch, index_base=index_base, arch=arch, observed=observed,
                     jetson=is_jetson(gpu, arch), custom_index=custom_index)
     newest = torch_releases(observed)[-1]
+    if choice == "xpu":
+        return xpu_plan(torch or newest, os, arch, index_base, observed)
     if choice == "cpu":
         if torch:
             release(series(torch), observed)
         return cpu_plan(torch or newest, os, arch, index_base, "the cpu build was asked for (--cuda cpu)",
                         observed=observed)
     if not re.fullmatch(r"cu\d{3}", choice):
-        raise UsageError(f"--cuda {cuda!r} is not auto, cpu, a CUDA variant like cu126 or a ROCm one like rocm6.3")
+        raise UsageError(f"--cuda {cuda!r} is not auto, cpu, xpu, a CUDA variant like cu126 or a ROCm one like rocm6.3")
     data = load_data()
     if choice not in data["variants"]:
         raise InputError(f"--cuda {choice}: offpkg knows no such PyTorch variant",
@@ -468,3 +470,25 @@ def pypi_build_plan(target: Target, torch: str, index_base: str, *, observed: Ob
         return None
     note = f"{why}: took PyPI's default build of torch {s} ({variant}), which fits this driver and GPU; {flags}"
     return CudaPlan(**{**p.__dict__, "notes": tuple(dict.fromkeys((*p.notes, note))) if why else p.notes})
+
+
+def xpu_plan(torch: str, os: str, arch: str, index_base: str, observed: Observed | None = None) -> CudaPlan:
+    """Intel GPUs: the ``xpu`` build from the PyTorch index, only when asked for (``--cuda xpu``; not detected)."""
+    from packaging.specifiers import SpecifierSet
+
+    row = load_data().get("xpu") or {}
+    s = series(torch)
+    rel = release(s, observed)
+    if Version(s) not in SpecifierSet(row.get("torch", ">=2.5")):
+        raise InputError(f"torch {s} has no xpu build on the PyTorch index (xpu builds exist for torch "
+                         f"{row.get('torch', '>=2.5')})", hint="use --torch 2.5 or newer")
+    if os not in row.get("os", ["linux", "windows"]) or norm_arch(arch) not in row.get("cpu_arch", ["x86_64"]):
+        raise CudaNoFitError(f"--cuda xpu: the PyTorch index has xpu builds for Linux and Windows x86_64 only "
+                             f"(the target is {os} {norm_arch(arch)})", hint="use --cuda cpu")
+    return CudaPlan(torch=torch, variant="xpu", cuda=None, index_url=index_url(index_base, "xpu"), from_pypi=False,
+                    min_driver=None, uses_minor_version_compat=False, archs=(), os=os, vendor="intel",
+                    reason=f"torch {torch} xpu: the Intel GPU build was asked for. Wheels from "
+                           f"{index_url(index_base, 'xpu')}.",
+                    notes=(*rel.assumed, "offpkg does not detect Intel GPUs or check their driver: the xpu build "
+                                         "needs Intel's GPU driver on the target"),
+                    uncertain=True, cpu_arch=norm_arch(arch))

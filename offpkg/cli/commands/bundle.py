@@ -47,8 +47,9 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
 @cache_option
 @force_option
 @click.option("--stack", default=None, help="A built-in stack (see `offpkg stack list`), e.g. gpu-ml.")
-@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ",
-              help="Torch build: auto (from the target's GPU facts), cpu, or a variant such as cu126.")
+@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ|rocmX.Y|xpu",
+              help="Torch build: auto (from the target's GPU facts: NVIDIA, AMD or none), cpu, or a variant such as "
+                   "cu126, rocm6.3 or xpu. An explicit build is never swapped for PyPI's.")
 @click.option("--torch", "torch_version", default=None, metavar="VERSION", help="Torch release for --cuda planning.")
 @click.option("--torch-index", "torch_index", default=None, metavar="URL", envvar="OFFPKG_TORCH_INDEX",
               help="Base of the PyTorch wheel index or a mirror of it (variants below it: URL/cu126 ...).")

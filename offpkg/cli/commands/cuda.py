@@ -88,7 +88,7 @@ def _render(p: CudaPlan) -> None:
 @click.option("--rocm-version", default=None, metavar="X.Y", help="The target's ROCm version (with --gfx).")
 @click.option("--torch", "torch_version", default=None, metavar="VERSION",
               help="The torch release or version to plan for (default: the newest that fits).")
-@click.option("--cuda", "cuda_choice", default="auto", show_default=True, metavar="auto|cpu|cuXYZ",
+@click.option("--cuda", "cuda_choice", default="auto", show_default=True, metavar="auto|cpu|cuXYZ|rocmX.Y|xpu",
               help="Check an explicit choice instead of choosing (with --target or this host).")
 @click.option("--torch-index", "index_base", default=DEFAULT_INDEX_BASE, show_default=True, metavar="URL",
               envvar="OFFPKG_TORCH_INDEX", help="Base URL of the PyTorch wheel index or a mirror of it.")
