@@ -107,8 +107,9 @@ class PyPIServer:
 
     def start(self) -> PyPIServer:
         auth = ["-a", "update", "-P", str(self.htpasswd)] if self.htpasswd else ["-a", ".", "-P", "."]
+        # --disable-fallback: pypiserver otherwise redirects unknown projects to pypi.org.
         argv = [sys.executable, "-m", "pypiserver", "run", "-i", "127.0.0.1", "-p", str(self.port), *auth,
-                str(self.packages)]
+                "--disable-fallback", str(self.packages)]
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         _wait(self.url + "simple/", self.proc, self.log)

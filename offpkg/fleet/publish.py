@@ -20,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import InputError, NetworkError, UsageError, VerificationError
 from ..redact import register_secret
@@ -59,12 +60,16 @@ def publish(bundle: Path, url: str, *, simple_url: str | None = None, username: 
         manifest = report.manifest
         assert manifest is not None
         wheels = [p for p in manifest.requirement_packages]
-        client = IndexClient([simple_url or _simple_url(url)], timeout=30)
+        simple = simple_url or _simple_url(url)
+        client = IndexClient([simple], timeout=30)
         present: dict[str, str | None] = {}
         for name in sorted({p.name for p in wheels}):
             try:
                 for f in client.files(name):
-                    present[f.filename] = f.sha256
+                    # Only files the server itself holds: pypiserver, devpi and Nexus may redirect
+                    # a project they lack to an upstream index, whose copy is not this server's.
+                    if urlsplit(f.url).netloc == urlsplit(simple).netloc:
+                        present[f.filename] = f.sha256
             except InputError:
                 continue  # the project is not on the server yet
             except NetworkError as exc:
