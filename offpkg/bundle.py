@@ -47,6 +47,7 @@ from .hashing import sha256_file
 from .net.index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
+from .pythons import tool_notes, uv_missing_reason
 from .resolve import Selection, lock
 from ._templates import read_template
 from .target import Target
@@ -396,7 +397,8 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
             if pip is None:
                 events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
             if uv is None:
-                events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
+                events.warn(f"no uv wheel for {t.describe()} on the index{uv_missing_reason(t, client)}: install.sh "
+                            f"on the target will use pip{f' {pip.name_version()[1]}' if pip and pip.name_version() else ''} "
                             "(offpkg install uses its own uv where it runs)")
             for f in (pip, uv):
                 if f is not None and f.filename not in seen:
@@ -465,11 +467,14 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file))
             timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
             t1 = time.monotonic()
-            fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
+            tool_sel = tool_lookup.result()
+            fetched, tools = fetch_all(opts, locks, client, events, tool_sel, early)
         except BaseException:
             early.fetcher.cancel()
             raise
         timings["fetch"] = time.monotonic() - t1
+        for note in tool_notes(tool_sel, client):  # e.g. a 3.8 target gets pip 25.0.1, the last pip for it
+            events.note(note)
         built: dict[str, Fetched] = {}
         for t, sels in zip(opts.targets, locks):
             built.update(_build_sdists(opts, t, sels, fetched, work, events))

@@ -26,6 +26,7 @@ from packaging.version import InvalidVersion, Version
 from .backends import Backend, PackageResolutionError, Pin, Sources
 from .errors import InputError, NetworkError, NoWheelError, ResolutionError, SubprocessError
 from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
+from .pythons import check_target_python
 from .target import Target
 
 
@@ -202,6 +203,7 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
          client: IndexClient, workdir: Path, on_select: Callable[[Selection], None] | None = None) -> list[Selection]:
     """The selections of every pin, in the resolver's order. ``on_select`` is called with each
     selection as soon as it is made (as the index pages come in), e.g. to start its download."""
+    check_target_python(target)  # one clear error for a python below the floor, not the resolver's
     reqfile = workdir / "requirements.in"
     reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     pins = _resolve_with_fallback(reqfile, requirements, constraints, target, sources, backend, client, workdir)

@@ -58,9 +58,19 @@ def inspect_(bundle: str, top: int, as_json: bool) -> None:
         ui.result("built from sdist: " + ", ".join(payload["built_from_sdist"]))
     v = m.verification
     if v:
-        ui.result(f"verified: {'yes' if v.get('verified') else 'NO'} ({v.get('when')}, {v.get('network_isolation')})")
+        from ...smoke import verified_label
+
+        ui.result(f"verified: {verified_label(v)} ({v.get('when')}, {v.get('network_isolation')})")
         for c in v.get("checks", []):
             ui.result(f"  {'pass' if c['ok'] else 'FAIL'}  {c['name']}")
+        for t in _dicts(v.get("targets")):  # each target proven with its own python (or not at all)
+            how = f"with {t.get('python')} (Python {t.get('python_version')})" if t.get("python") else t.get("reason", "")
+            ui.result(f"  target {t.get('target')} {t.get('id')}: {t.get('status')}: {how}")
     else:
         ui.result("verified: not smoke-tested (bundle --verify or verify --smoke)")
     ui.table("largest files", ["size", "path"], [[ui.human_size(s), p] for p, (_, s) in entries[:top]])
+
+
+def _dicts(value: object) -> list[dict]:
+    """The dict items of a list from the manifest (a hostile bundle may put anything there)."""
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
