@@ -41,8 +41,8 @@ def _pyenv_root() -> str | None:
 def find_python(version: str) -> str | None:
     """pyenv's python ``version`` (X.Y), or pythonX.Y on PATH, that really is that version."""
     root = _pyenv_root()
-    cands = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python3")), reverse=True) \
-        if root else []
+    cands = sorted(glob.glob(os.path.join(root, "versions", version + ".*", "bin", "python" + version[0])),
+                   reverse=True) if root else []
     if shutil.which(f"python{version}"):
         cands.append(shutil.which(f"python{version}"))
     for c in cands:
@@ -133,9 +133,14 @@ def test_old_target_round_trip(version: str, old_index: str, tmp_path: Path, env
     off = need_offline()
     target = _probe_with(py, tmp_path, env, offpkg)
     assert json.loads(target.read_text())["python"]["version"] == version
-    out = tmp_path / "b"
-    proc = offpkg(["bundle", "oldapp", "--target", str(target), "--index-url", old_index, "-o", str(out)], env)
+    # One self-extracting bundle: --extract gives the plain bundle (install.sh, tools/bootstrap.py).
+    sfx = tmp_path / "b.sh"
+    proc = offpkg(["bundle", "oldapp", "--target", str(target), "--index-url", old_index, "-o", str(sfx)], env)
     assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "b"
+    extracted = subprocess.run(["sh", str(sfx), "--python", py, "--extract", str(out)], capture_output=True, text=True,
+                               env=env)
+    assert extracted.returncode == 0, extracted.stdout + extracted.stderr
     manifest = json.loads((out / "offpkg.json").read_text())
     tools = {p["name"]: p["version"] for p in manifest["packages"] if p.get("role") == "tool"}
     # The pip carried is one that runs on this python (its Requires-Python, from the index).
@@ -153,11 +158,8 @@ def test_old_target_round_trip(version: str, old_index: str, tmp_path: Path, env
     checks = [
         (["sh", str(out / "install.sh"), "--python", py, str(tmp_path / "v-sh")], tmp_path / "v-sh"),
         ([py, str(out / "tools" / "bootstrap.py"), "--python", py, str(tmp_path / "v-ps1")], tmp_path / "v-ps1"),
+        (["sh", str(sfx), "--python", py, "--venv", str(tmp_path / "v-sfx")], tmp_path / "v-sfx"),
     ]
-    sfx = tmp_path / "b.sh"
-    made = offpkg(["bundle", "oldapp", "--target", str(target), "--index-url", old_index, "-o", str(sfx)], env)
-    assert made.returncode == 0, made.stderr
-    checks.append((["sh", str(sfx), "--python", py, "--venv", str(tmp_path / "v-sfx")], tmp_path / "v-sfx"))
     for argv, venv in checks:
         run = subprocess.run([*off, *argv], capture_output=True, text=True, env=env)
         assert run.returncode == 0, argv[:2] + [run.stdout + run.stderr]
@@ -262,8 +264,9 @@ def test_verify_never_claims_a_target_it_could_not_run(index, tmp_path: Path, en
 def test_ci_runs_the_round_trip_on_every_interpreter() -> None:
     """.ci/run: system setup, the README's test command, then .ci/pythons.py (offpkg's own matrix)."""
     run = (REPO / ".ci" / "run").read_text()
-    steps = [run.index(".ci/setup-system.sh"), run.index("python3 -m pip install -q -e '.[test]' && python3 -m pytest -q"),
-             run.index(".ci/pythons.py")]
+    steps = [run.index("\nbash .ci/setup-system.sh"),
+             run.index("\npython3 -m pip install -q -e '.[test]' && python3 -m pytest -q"),
+             run.index("\npython3 .ci/pythons.py")]
     assert steps == sorted(steps)
     assert (REPO / ".ci" / "setup-system.sh").is_file()
     readme = (REPO / "README.md").read_text()
