@@ -157,14 +157,20 @@ def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile 
     return best[1] if best else None
 
 
-def _ensurepip_wheel() -> DistFile | None:
-    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip."""
+def _ensurepip_wheel(target: Target) -> DistFile | None:
+    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip
+    (only where its Requires-Python admits the target's python: an old target gets none)."""
     try:
         import ensurepip
 
+        from .pythons import wheel_requires_python
+
         bundled = Path(ensurepip.__file__).parent / "_bundled"
         for f in sorted(bundled.glob("pip-*.whl")):
-            return DistFile(f.name, str(f), None, None, False, f.stat().st_size, "ensurepip")
+            spec = wheel_requires_python(f)
+            if spec and Version(target.python_version + ".0") not in SpecifierSet(spec):
+                return None
+            return DistFile(f.name, str(f), None, spec, False, f.stat().st_size, "ensurepip")
     except Exception:
         return None
     return None
@@ -346,7 +352,7 @@ def tool_selections(opts: BundleOptions, client: IndexClient) -> list[tuple[Targ
     """(target, pip wheel, uv wheel) for each target: the files of tools/ (looked up while the resolver runs)."""
     if not opts.tools:
         return []
-    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(), _tool_selection("uv", t, client))
+    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(t), _tool_selection("uv", t, client))
             for t in opts.targets]
 
 

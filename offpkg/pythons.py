@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +63,17 @@ def uv_missing_reason(target: Target, client: IndexClient) -> str:
     newest = _newest_requires_python("uv", target, client)
     return f" (uv {newest[0]} needs Python {newest[1]}; no uv release supports Python {target.python_version})" \
         if newest else ""
+
+
+def wheel_requires_python(wheel: Path) -> str | None:
+    """The Requires-Python of a wheel file's METADATA (None when it has none)."""
+    from email.parser import HeaderParser
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = next((n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")), None)
+        if meta is None:
+            return None
+        return HeaderParser().parsestr(z.read(meta).decode("utf-8", "replace")).get("Requires-Python")
 
 
 def _newest_requires_python(name: str, target: Target, client: IndexClient) -> tuple[Version, str] | None:
