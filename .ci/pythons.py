@@ -200,8 +200,11 @@ def main() -> int:
     t0 = time.monotonic()
     pythons, problems = interpreters()
     if not pythons:
-        print("pythons: no other supported interpreter found (set OFFPKG_CI_PYTHONS); nothing to do")
-        return 1 if problems else 0
+        pyenv = os.path.isdir(os.path.join(os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv"), "versions"))
+        print("pythons: no other supported interpreter found (set OFFPKG_CI_PYTHONS); nothing was proven",
+              file=sys.stderr)
+        # CI with pyenv is expected to have them (3.9, 3.10, 3.12, 3.13): their absence is a failure there.
+        return 1 if problems or (os.environ.get("CI") == "true" and pyenv) else 0
     print("pythons: round trip on " + ", ".join(f"{'%d.%d' % v} ({p})" for p, v in pythons), flush=True)
     offline = offline_prefix()
     with tempfile.TemporaryDirectory(prefix="offpkg-ci-pythons-") as tmp:
