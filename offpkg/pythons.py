@@ -124,7 +124,7 @@ def candidate_interpreters(version: str) -> list[Path]:
     if uv:
         found.append(uv)
     exe = shutil.which(f"python{version}")
-    if exe:
+    if exe and os.sep + "shims" + os.sep not in exe:  # pyenv's shims: its versions are listed above
         found.append(Path(exe))
     out: list[Path] = []
     seen: set[str] = set()
