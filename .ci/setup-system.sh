@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
-# System tools CI needs, installed only where missing (.ci/run calls this first; append lines).
+# System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
 set -euo pipefail
-command -v unshare >/dev/null || apt-get install -y --no-install-recommends util-linux
+command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
+command -v docker-registry >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends docker-registry)
+command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends apache2-utils)
+command -v unshare >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends util-linux)
