@@ -287,12 +287,12 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
                 path=f"wheels/{f.filename}", sha256=f.sha256, size=f.size,
                 url=strip_credentials(s.file.url) if "://" in s.file.url and not s.file.url.startswith("file:") else None,
                 built_from_sdist=s.needs_build, requires_python=s.file.requires_python, targets=(ti,))
-            link_or_copy(f.path, wheels / f.filename)
+            opts.cache.link_out(f.path, wheels / f.filename)
     packages = list(by_file.values())
     (stage / "tools").mkdir()  # bootstrap.py and probe.py always go there
     for f in tools:
         name, version, _, _ = parse_wheel_filename(f.filename)
-        link_or_copy(f.path, stage / "tools" / f.filename)
+        opts.cache.link_out(f.path, stage / "tools" / f.filename)
         packages.append(Package(name=canonicalize_name(name), version=str(version), filename=f.filename,
                                 path=f"tools/{f.filename}", sha256=f.sha256, size=f.size, role="tool",
                                 targets=tuple(range(len(opts.targets)))))
