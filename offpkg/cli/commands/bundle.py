@@ -50,13 +50,16 @@ def _is_torch(requirement: str) -> bool:
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--sign", "sign_keys", multiple=True, type=click.Path(dir_okay=False), metavar="KEY",
+              help="Sign offpkg.json with this SSH key (a private key, or a .pub whose key ssh-agent holds): "
+                   "writes offpkg.json.sig. Repeatable.")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           as_json: bool) -> None:
+           sign_keys: tuple[str, ...], as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -72,6 +75,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
     cfg = settings()
+    if sign_keys:
+        from ...trust.sshsig import key_fingerprint
+
+        for key in sign_keys:  # a wrong key fails now, not after the downloads
+            key_fingerprint(Path(key))
     targets = targets_from_options(target_files, python_version, platforms, cfg)
     sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)
     backend = backend or cfg.get("backend")
@@ -92,7 +100,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     requirements += extra_reqs
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
-                         force=force, tools=tools, stack=stack)
+                         force=force, tools=tools, stack=stack, sign_keys=[Path(k) for k in sign_keys])
     if cuda is None and any(_is_torch(r) for r in requirements):
         # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
         # so a bundle never gets PyPI's CUDA build by accident.
@@ -121,6 +129,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+        "signed_with": list(sign_keys),
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -137,6 +146,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
         ])
     if smoke and not verified:
         from ...errors import VerificationError
