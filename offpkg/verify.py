@@ -258,6 +258,10 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
                 problems.append("pylock.toml: its wheels and hashes differ from the manifest's")
         except Exception as exc:  # a malformed lock is a problem to report, not a crash
             problems.append(f"pylock.toml: invalid ({type(exc).__name__}: {str(exc)[:200]})")
+    # Tools: only pip and uv, only in tools/ (offpkg never runs them; install.sh does, after these checks).
+    from .trust.tools import check_tools
+
+    problems.extend(check_tools(manifest))
     # Wheels fit their targets; the wheel folder holds only locked wheels.
     ranks = [t.tag_rank() for t in targets]
     for p in manifest.packages:
