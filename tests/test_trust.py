@@ -350,9 +350,9 @@ def test_bundle_tools_never_run_by_offpkg(bundle_dir: Path, env, tmp_path: Path,
     assert _verify(bundle_dir, env).returncode == 0
     venv = tmp_path / "venv"
     proc = run_offpkg(["install", str(bundle_dir), "--venv", str(venv), "--json"], env, offline=offline)
+    assert not marker.exists()
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["backend"] in ("uv", "pip")
-    assert not marker.exists()
     smoke = run_offpkg(["verify", str(bundle_dir), "--smoke"], env)
     assert smoke.returncode == 0, smoke.stderr
     assert not marker.exists()
