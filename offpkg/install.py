@@ -25,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from ._subprocess import isolated_env, run
-from .backends import Backend, PipBackend, UvBackend, get_backend
+from .backends import Backend, UvBackend, get_backend
 from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
                      TargetMismatchError, VerificationError)
 from .events import Events

@@ -79,11 +79,14 @@ def verify_bundle(bundle: Path, *, workers: int | None = None, progress: Callabl
     from concurrent.futures import ThreadPoolExecutor
 
     from .trust import check_trust
+    from .trust.sshsig import check_anchor
 
     t0 = time.monotonic()
     bundle = Path(bundle)
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
+    if trust is not None:
+        check_anchor(trust)  # a missing anchor is bad input, found before any hashing
     if bundle.is_dir():
         report = _verify_dir(bundle, workers, progress)
         report.digest, report.digest_of = report.manifest_sha256, MANIFEST_NAME
@@ -93,7 +96,10 @@ def verify_bundle(bundle: Path, *, workers: int | None = None, progress: Callabl
             whole = pool.submit(sha256_file, bundle)
             report = _verify_archive(bundle, progress)
             report.digest, report.digest_of = whole.result()[0], "bundle file"
-    report.trust = check_trust(bundle, trust, report)
+    try:
+        report.trust = check_trust(bundle, trust, report)
+    except InputError as exc:  # e.g. offpkg.json.sig is a symlink: one more problem of this bundle
+        report.trust = TrustReport(str(trust) if trust else None, [], [exc.message])
     report.problems += report.trust.problems
     report.seconds = time.monotonic() - t0
     report.ok = not report.problems

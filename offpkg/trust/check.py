@@ -96,13 +96,18 @@ def read_signed_parts(bundle: Path) -> tuple[bytes, bytes | None]:
     return manifest, sig
 
 
-def check_trust(bundle: Path, anchor: Path | None, report: VerifyReport | None = None) -> TrustReport:
+def check_trust(bundle: Path, anchor: Path | None, report: VerifyReport | None = None,
+                parts: tuple[bytes, bytes | None] | None = None) -> TrustReport:
     """Check the bundle's signatures against ``anchor``; with ``anchor``, anything short of one
-    trusted signature over the very manifest ``report`` verified is a problem."""
+    trusted signature over the very manifest ``report`` verified is a problem.
+
+    ``parts``: (offpkg.json, offpkg.json.sig) already read by the caller, who then shows
+    exactly the manifest bytes whose signatures were checked.
+    """
     bundle = Path(bundle)
     if anchor is not None:
         anchor = check_anchor(Path(anchor))
-    manifest, sig = read_signed_parts(bundle)
+    manifest, sig = parts if parts is not None else read_signed_parts(bundle)
     sigs, problems = check(manifest, sig, anchor)
     result = TrustReport(str(anchor) if anchor else None, sigs, problems)
     if anchor is None:

@@ -11,8 +11,10 @@ signed with ``offpkg sign`` (for deterministic signature schemes: Ed25519, RSA).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +57,37 @@ def sign_bundle(bundle: Path, key: Path) -> SignResult:
     The bundle is verified first: a signature says "this is what I built/reviewed",
     so a bundle with problems is never signed.
     """
+    bundle = Path(bundle)
+    if not bundle.exists():
+        raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
+    with _signing_lock(bundle):
+        return _sign_locked(bundle, key)
+
+
+@contextlib.contextmanager
+def _signing_lock(bundle: Path) -> Iterator[None]:
+    """One signer at a time per folder: signing reads, extends and rewrites offpkg.json.sig.
+
+    flock on the folder itself leaves no lock file behind (the bundle's own folder for a
+    directory bundle, the archive's folder for an archive, whose file is replaced).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no concurrent signers assumed
+        yield
+        return
+    target = bundle if bundle.is_dir() else bundle.absolute().parent
+    fd = os.open(target, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _sign_locked(bundle: Path, key: Path) -> SignResult:
     from ..verify import verify_bundle
 
-    bundle = Path(bundle)
     kind = next((k for k in ("tar.zst", "tar", "sh") if bundle.name.endswith("." + k)), "dir")
     if kind == "dir" and bundle.exists() and not bundle.is_dir():
         raise InputError(f"{bundle}: offpkg signs bundle directories and .tar, .tar.zst and .sh bundles",

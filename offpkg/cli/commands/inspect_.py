@@ -23,17 +23,6 @@ def _t(value: object, limit: int = 300) -> str:
     return out
 
 
-def read_manifest(bundle: Path) -> Manifest:
-    if bundle.is_dir():
-        return Manifest.read(bundle)
-    if not bundle.exists():
-        raise InputError(f"{bundle} does not exist")
-    from ...archive import payload_offset, read_member
-
-    offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-    return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
-
-
 @click.command("inspect")
 @click.argument("bundle", type=click.Path(exists=False))
 @click.option("--top", default=10, show_default=True, help="How many of the largest files to list.")
@@ -50,8 +39,14 @@ def inspect_(bundle: str, top: int, trust: str | None, as_json: bool) -> None:
     from ...trust import check_trust, resolve_anchor
     from ._common import settings
 
-    m = read_manifest(Path(bundle))
-    tr = check_trust(Path(bundle), resolve_anchor(trust, settings()))
+    from ...trust.check import read_signed_parts
+
+    if not Path(bundle).exists():
+        raise InputError(f"{bundle} does not exist")
+    # One read: what is shown is exactly what the signatures were checked over.
+    parts = read_signed_parts(Path(bundle))
+    m = Manifest.loads(parts[0], f"{bundle}:{MANIFEST_NAME}")
+    tr = check_trust(Path(bundle), resolve_anchor(trust, settings()), parts=parts)
     entries = sorted(m.all_entries().items(), key=lambda kv: -kv[1][1])
     payload = {
         "ok": True, "bundle": bundle, "created": m.created, "offpkg_version": m.offpkg_version,
