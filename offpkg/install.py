@@ -307,7 +307,8 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
                                                              bdir / "wheels" if bundle.is_dir() else None),
                                                encoding="utf-8")
                 write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
-                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
+                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets),
+                              signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None)
                 (venv / INCOMPLETE).unlink()
         except BaseException as exc:
             if created:

@@ -258,7 +258,8 @@ def install(python, venv, upgrade, use_uv, trust=None):
             f.write(conf)
         with open(os.path.join(venv, "offpkg-receipt.json"), "w") as f:
             json.dump({"bundle": sfx or HERE, "bundle_created": manifest["created"], "target": index,
-                       "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh"},
+                       "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh",
+                       "signed_by": manifest.get("_signer")},
                       f, indent=2, sort_keys=True)
         os.unlink(os.path.join(venv, INCOMPLETE))
     except BaseException:

@@ -317,12 +317,14 @@ def test_install_sh_with_trust_installs_offline(bundle_dir: Path, keys: Keys, en
     assert "installed 3 packages" in proc.stdout and "signed by builder@site (trusted)" in proc.stdout
     check = subprocess.run([str(venv / "bin/python"), "-c", "import alpha, beta, gamma"], capture_output=True)
     assert check.returncode == 0
+    assert json.loads((venv / "offpkg-receipt.json").read_text())["signed_by"] == "builder@site"
     # And offpkg itself, with the trust anchor from the environment.
     venv2 = tmp_path / "venv2"
     inst = run_offpkg(["install", str(bundle_dir), "--venv", str(venv2), "--json"],
                       dict(env, OFFPKG_TRUST=str(keys.allow_builder)), offline=offline)
     assert inst.returncode == 0, inst.stderr
     assert json.loads(inst.stdout)["trust"]["trusted"] is True
+    assert json.loads((venv2 / "offpkg-receipt.json").read_text())["signed_by"] == ["builder@site"]
 
 
 def _fake_uv_wheel(tools: Path, marker: Path) -> Path:
