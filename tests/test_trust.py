@@ -393,3 +393,21 @@ def test_damaged_bundle_is_never_signed(bundle_dir: Path, keys: Keys, env) -> No
     sig = (bundle_dir / "offpkg.json.sig").read_bytes()
     assert_clean_error(run_offpkg(["sign", str(bundle_dir), "--key", str(keys.reviewer)], env), 1, "was not signed")
     assert (bundle_dir / "offpkg.json.sig").read_bytes() == sig
+
+
+def test_damaged_foreign_or_linked_signature_files(bundle_dir: Path, keys: Keys, env, tmp_path: Path) -> None:
+    sig = bundle_dir / "offpkg.json.sig"
+    sig.write_text("\x1b[2Jnot a signature\n")
+    assert_clean_error(_verify(bundle_dir, env), 1, "holds no SSH signature")
+    # A good signature by the builder's key, but for another purpose (namespace "git"): not a bundle signature.
+    with open(bundle_dir / "offpkg.json", "rb") as m:
+        other = subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(keys.builder), "-n", "git"], stdin=m,
+                               capture_output=True, check=True).stdout
+    sig.write_bytes(other)
+    assert_clean_error(_verify(bundle_dir, env, "--trust", str(keys.allow_builder)), 1, "namespace 'git'")
+    # A symlink instead of the file is never followed.
+    sig.unlink()
+    outside = tmp_path / "outside.sig"
+    outside.write_bytes(other)
+    sig.symlink_to(outside)
+    assert_clean_error(_verify(bundle_dir, env), 1, "offpkg.json.sig")

@@ -17,6 +17,7 @@ the other, in the order they were made (builder first). Plain
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 import re
@@ -178,7 +179,7 @@ def check(manifest: bytes, sig_file: bytes | None, anchor: Path | None) -> tuple
         for i, block in enumerate(blocks):
             try:
                 key, namespace = signature_key(block)
-            except (ValueError, TypeError, base64.binascii.Error):  # type: ignore[attr-defined]
+            except (ValueError, TypeError, binascii.Error):
                 problems.append(f"{SIG_NAME}: signature {i + 1} is malformed")
                 continue
             if namespace != NAMESPACE:
