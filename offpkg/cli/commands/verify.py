@@ -58,8 +58,9 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
         untrusted = report.trust is not None and report.trust.anchor is not None and not report.trust.trusted
         if untrusted and not [p for p in report.problems if p not in report.trust.problems]:
             raise VerificationError(f"{bundle} is not signed by a trusted key (trust anchor {report.trust.anchor})",
-                                    report.problems, hint="ask its builder for a signed bundle (offpkg bundle --sign, "
-                                                          "offpkg sign), or fix the trust anchor; docs/trust.md")
+                                    report.problems, hint="get the bundle again from its builder, signed (offpkg bundle "
+                                                          "--sign, offpkg sign); a new signer's key goes into the "
+                                                          "trust anchor (docs/trust.md)")
         raise VerificationError(f"{bundle}: {len(report.problems)} problem(s) found", report.problems,
                                 hint="copy the bundle again from its source, or rebuild it")
     ui.result(f"ok: {bundle}: {report.files_checked} files, {ui.human_size(report.bytes_checked)} verified"
