@@ -56,6 +56,10 @@ def check_signature(root, manifest_bytes, trust):
     exe = shutil.which("ssh-keygen")
     if not exe:
         raise Fail("--trust needs ssh-keygen (OpenSSH 8.2 or newer) on this host; nothing was installed", 10)
+    probe = subprocess.run([exe, "-Y", "find-principals", "-s", os.devnull, "-f", os.devnull],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if "usage: ssh-keygen" in probe.stderr or "illegal option" in probe.stderr:
+        raise Fail("--trust needs ssh-keygen from OpenSSH 8.2 or newer (%s has no -Y); nothing was installed" % exe, 10)
     expected = "a valid signature of offpkg.json by one of the signers in %s; nothing was installed" % trust
     sig = os.path.join(root, SIG_NAME)
     if os.path.islink(sig) or not os.path.isfile(sig):

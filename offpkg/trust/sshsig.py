@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import re
@@ -59,11 +60,23 @@ class Signature:
 
 
 def ssh_keygen() -> str:
+    """The ssh-keygen to use; one too old for ``-Y`` (before OpenSSH 8.2) is an error, not a failed check."""
     exe = shutil.which("ssh-keygen")
     if not exe:
         raise EnvironmentProblem("ssh-keygen is not installed: it makes and checks bundle signatures",
                                  hint="install the OpenSSH client (Debian/Ubuntu: apt-get install openssh-client)")
+    _check_version(exe)
     return exe
+
+
+@functools.lru_cache(maxsize=4)
+def _check_version(exe: str) -> None:
+    probe = run([exe, "-Y", "find-principals", "-s", os.devnull, "-f", os.devnull], check=False, timeout=30,
+                what="ssh-keygen -Y")
+    if "usage: ssh-keygen" in probe.stderr or "illegal option" in probe.stderr:
+        raise EnvironmentProblem(f"{exe} is too old for SSH signatures (it has no -Y; OpenSSH 8.2 or newer is needed)",
+                                 hint="check the bundle on a host with a newer OpenSSH and compare the sha256 that "
+                                      "`offpkg verify` prints (docs/trust.md)")
 
 
 def split_signatures(data: bytes) -> tuple[list[bytes], list[str]]:
