@@ -174,8 +174,10 @@ def test_resealed_bundle_refused_with_trust_accepted_without(bundle_dir: Path, k
     marker = tmp_path / "MARKER"
     tamper_wheel(bundle_dir, marker)
     reseal(bundle_dir)
-    # Consistent again, so verify without an anchor cannot tell: integrity is not authenticity.
-    assert _verify(bundle_dir, env).returncode == 0
+    # Consistent again, so verify without an anchor passes it: integrity is not authenticity.
+    # It says the stale signature no longer matches, which an attacker avoids by deleting it.
+    plain = _verify(bundle_dir, env)
+    assert plain.returncode == 0 and "changed after it was signed" in plain.stderr, plain.stdout + plain.stderr
     proc = _verify(bundle_dir, env, "--trust", str(keys.allow_builder))
     assert_clean_error(proc, 1, "does not match offpkg.json", "changed after it was signed")
     venv = tmp_path / "venv"

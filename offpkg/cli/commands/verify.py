@@ -68,6 +68,8 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
     ui.result(f"sha256 ({report.digest_of}): {report.digest}")
     if report.trust is not None:
         ui.result(f"signature: {report.trust.summary()}")
+        if any(s.status == "invalid" for s in report.trust.signatures):
+            ui.warn("a signature does not match this offpkg.json: the bundle was changed after it was signed")
         if not report.trust.trusted:
             ui.info("without a trust anchor this proves the bundle is intact, not who made it: compare the sha256 "
                     "above with the one recorded at the source, or pass --trust ALLOWED_SIGNERS (docs/trust.md)")
