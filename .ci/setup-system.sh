@@ -1,4 +1,7 @@
-#!/bin/sh
-# System tools the test suite needs; each line installs one only where it is missing.
-set -eu
-command -v ssh-keygen >/dev/null 2>&1 || { apt-get update && apt-get install -y --no-install-recommends openssh-client; }
+#!/usr/bin/env bash
+# System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
+set -euo pipefail
+command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
+command -v docker-registry >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends docker-registry)
+command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends apache2-utils)
+command -v ssh-keygen >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssh-client)
