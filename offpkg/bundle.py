@@ -71,6 +71,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # SSH keys that sign offpkg.json (offpkg.trust), in order: offpkg.json.sig.
+    sign_keys: list[Path] = field(default_factory=list)
     # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
     reuse_lock: bool = True
 
@@ -511,6 +513,11 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.sign_keys:
+            from .trust import sign_dir
+
+            for key in opts.sign_keys:  # last: the manifest is final now
+                sign_dir(stage, key)
         t4 = time.monotonic()
         if kind == "dir":
             commit(stage, opts.output, opts.force)
