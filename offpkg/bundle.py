@@ -50,6 +50,7 @@ from .redact import strip_credentials
 from . import lockcache
 from .lockcache import LockCache
 from .prefetch import Prefetch
+from .pythons import tool_notes, uv_missing_reason
 from .resolve import Selection, lock
 from .trust.pins import check_bundle_pins
 from ._templates import read_template
@@ -72,6 +73,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # SSH keys that sign offpkg.json (offpkg.trust), in order: offpkg.json.sig.
+    sign_keys: list[Path] = field(default_factory=list)
     # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
     reuse_lock: bool = True
     # The --hash pins of the user's requirement and constraint files (offpkg.trust.pins).
@@ -173,14 +176,20 @@ def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile 
     return best[1] if best else None
 
 
-def _ensurepip_wheel() -> DistFile | None:
-    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip."""
+def _ensurepip_wheel(target: Target) -> DistFile | None:
+    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip
+    (only where its Requires-Python admits the target's python: an old target gets none)."""
     try:
         import ensurepip
 
+        from .pythons import wheel_requires_python
+
         bundled = Path(ensurepip.__file__).parent / "_bundled"
         for f in sorted(bundled.glob("pip-*.whl")):
-            return DistFile(f.name, str(f), None, None, False, f.stat().st_size, "ensurepip")
+            spec = wheel_requires_python(f)
+            if spec and Version(target.python_version + ".0") not in SpecifierSet(spec):
+                return None
+            return DistFile(f.name, str(f), None, spec, False, f.stat().st_size, "ensurepip")
     except Exception:
         return None
     return None
@@ -292,12 +301,12 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
                 path=f"wheels/{f.filename}", sha256=f.sha256, size=f.size,
                 url=strip_credentials(s.file.url) if "://" in s.file.url and not s.file.url.startswith("file:") else None,
                 built_from_sdist=s.needs_build, requires_python=s.file.requires_python, targets=(ti,))
-            link_or_copy(f.path, wheels / f.filename)
+            opts.cache.link_out(f.path, wheels / f.filename)
     packages = list(by_file.values())
     (stage / "tools").mkdir()  # bootstrap.py and probe.py always go there
     for f in tools:
         name, version, _, _ = parse_wheel_filename(f.filename)
-        link_or_copy(f.path, stage / "tools" / f.filename)
+        opts.cache.link_out(f.path, stage / "tools" / f.filename)
         packages.append(Package(name=canonicalize_name(name), version=str(version), filename=f.filename,
                                 path=f"tools/{f.filename}", sha256=f.sha256, size=f.size, role="tool",
                                 targets=tuple(range(len(opts.targets)))))
@@ -362,7 +371,7 @@ def tool_selections(opts: BundleOptions, client: IndexClient) -> list[tuple[Targ
     """(target, pip wheel, uv wheel) for each target: the files of tools/ (looked up while the resolver runs)."""
     if not opts.tools:
         return []
-    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(), _tool_selection("uv", t, client))
+    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(t), _tool_selection("uv", t, client))
             for t in opts.targets]
 
 
@@ -413,7 +422,8 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
             if pip is None:
                 events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
             if uv is None:
-                events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
+                events.warn(f"no uv wheel for {t.describe()} on the index{uv_missing_reason(t, client)}: install.sh "
+                            f"on the target will use pip{f' {pip.name_version()[1]}' if pip and pip.name_version() else ''} "
                             "(offpkg install uses its own uv where it runs)")
             for f in (pip, uv):
                 if f is not None and f.filename not in seen:
@@ -497,13 +507,16 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             prefetched = prefetch.settle({s.file.filename for sels in locks for s in sels})
             timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
             t1 = time.monotonic()
-            fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
+            tool_sel = tool_lookup.result()
+            fetched, tools = fetch_all(opts, locks, client, events, tool_sel, early)
         except BaseException:
             prefetch.stop()
             early.fetcher.cancel()
             raise
         timings["fetch"] = time.monotonic() - t1
         hash_pins = check_bundle_pins(opts.hash_pins, locks, fetched) if opts.hash_pins else None
+        for note in tool_notes(tool_sel, client):  # e.g. a 3.8 target gets pip 25.0.1, the last pip for it
+            events.note(note)
         built: dict[str, Fetched] = {}
         for t, sels in zip(opts.targets, locks):
             built.update(_build_sdists(opts, t, sels, fetched, work, events))
@@ -517,6 +530,11 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.sign_keys:
+            from .trust import sign_dir
+
+            for key in opts.sign_keys:  # last: the manifest is final now
+                sign_dir(stage, key)
         t4 = time.monotonic()
         if kind == "dir":
             commit(stage, opts.output, opts.force)

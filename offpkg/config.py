@@ -28,12 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ._compat import tomllib
 from .errors import InputError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PROJECT_FILE = "offpkg.toml"
 USER_FILE = "config.toml"
@@ -78,6 +74,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("fallback", "fallback",
         "Fall back to other mirrors when the index fails: auto (only when the index is a catalog mirror), true, false.",
         lambda: "auto"),
+    Key("trust", "path", "OpenSSH allowed_signers file: verify/install refuse bundles not signed by one of its "
+        "signers (docs/trust.md)."),
 )}
 
 

@@ -1,8 +1,13 @@
 #!/bin/sh
 # Install this offpkg bundle offline into a new virtual environment.
 #
-#   sh install.sh [--python EXE] [--upgrade] [--no-uv] VENV_DIR
-#   sh install.sh --verify-only
+#   sh install.sh [--python EXE] [--upgrade] [--no-uv] [--trust FILE] VENV_DIR
+#   sh install.sh [--trust FILE] --verify-only
+#
+# --trust FILE (or OFFPKG_TRUST): refuse the bundle unless a key in that OpenSSH
+# allowed_signers file signed offpkg.json (checked with ssh-keygen -Y verify
+# before anything is installed or run from tools/). This script is part of the bundle: to rule out an
+# edited copy of it, check it first without running it (docs/trust.md).
 #
 # Needs only python3 on this host: no offpkg, no network. It checks SHA256SUMS
 # (with sha256sum where present, always again in python against offpkg.json),
@@ -26,6 +31,15 @@ fi
 if [ -z "$python" ]; then
     echo "error: no python3 found; pass --python /path/to/python3" >&2
     exit 10
+fi
+# The bundle's bootstrap.py needs Python 3.6 or newer (TARGET_PYTHON_FLOOR in offpkg/_probe.py).
+if ! pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
+    echo "error: cannot run $python; pass --python /path/to/python3" >&2
+    exit 10
+fi
+if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 6) else 1)' >/dev/null 2>&1; then
+    echo "error: $python is Python $pyver; this installer needs Python 3.6 or newer; pass --python /path/to/python3" >&2
+    exit 6
 fi
 
 if command -v sha256sum >/dev/null 2>&1; then

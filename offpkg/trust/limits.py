@@ -19,9 +19,11 @@ from ..archive import Expected, detect_format, read_member
 from ..archive.rules import _MAX_RATIO, _RATIO_MIN_SIZE
 from ..errors import UnsafeArchiveError
 from ..manifest import MANIFEST_NAME, SUMS_NAME, Manifest
+from .sshsig import SIG_NAME
 
 MAX_MANIFEST = 64 << 20
 MAX_SUMS = 16 << 20
+MAX_SIG = 1 << 20  # offpkg.json.sig: armored sshsig signatures, a few hundred bytes each
 _HINT = ("Nothing was extracted or installed. The bundle is corrupt or was built to exhaust this machine; "
          "obtain it again from a trusted source. Raise max_bundle_size / max_bundle_members (offpkg config) "
          "only for a bundle you trust.")
@@ -75,4 +77,4 @@ def expectation(archive: Path, offset: int, manifest: Manifest, manifest_size: i
         raise UnsafeArchiveError(f"bundle {archive}: its manifest lists {total} bytes in a {stored}-byte {fmt} "
                                  f"file (more than {_MAX_RATIO}:1; a decompression bomb?)", hint=_HINT)
     return Expected.of({**{p: s for p, (_, s) in entries.items()}, MANIFEST_NAME: manifest_size},
-                       at_most={SUMS_NAME: MAX_SUMS})
+                       at_most={SUMS_NAME: MAX_SUMS, SIG_NAME: MAX_SIG})

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ..errors import EnvironmentProblem, ManifestError, VerificationError
 from ..manifest import MANIFEST_NAME, SUMS_NAME, Manifest
-from .limits import MAX_SUMS, bundle_limits, check_manifest_limits
+from .limits import MAX_SIG, MAX_SUMS, bundle_limits, check_manifest_limits
+from .sshsig import SIG_NAME
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -73,7 +74,9 @@ class _Copier:
     def __init__(self, src: Path, dest: Path, manifest: Manifest) -> None:
         self.src, self.dest = src, dest
         self.sizes = {path: size for path, (_, size) in manifest.all_entries().items()}
-        self.sizes[SUMS_NAME] = MAX_SUMS  # SHA256SUMS is not in the manifest: a bound, not its size
+        # Not in the manifest (they cover it): a bound, not their size.
+        self.sizes[SUMS_NAME] = MAX_SUMS
+        self.sizes[SIG_NAME] = MAX_SIG
         self.problems: list[str] = []
         self.copied: set[str] = set()
         self.more = 0
@@ -121,7 +124,7 @@ class _Copier:
                 self.problem(f"{path}: is not a regular file")
                 return
             if st.st_size > limit:
-                says = "the limit is" if path == SUMS_NAME else "the manifest says"
+                says = "the limit is" if path in (SUMS_NAME, SIG_NAME) else "the manifest says"
                 self.problem(f"{path}: size is {st.st_size} bytes, {says} {limit}")
                 return
             out = os.open(self.dest / path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC, 0o600)

@@ -12,11 +12,11 @@ from ..options import requirement_options, backend_option, cache_option, force_o
 
 def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook build_bundle expects
     """The smoke test run on the finished staging directory (bundle --verify)."""
-    from ...smoke import smoke_test
+    from ...smoke import prove_targets
 
     def hook(stage: Path, manifest):  # noqa: ANN001 - a Manifest
-        with ui.spinner("smoke test: installing offline into a throwaway venv"):
-            return smoke_test(stage, manifest, stack=stack)
+        with ui.spinner("smoke test: installing offline into a throwaway venv (each target with its own python)"):
+            return prove_targets(stage, manifest, stack=stack)
 
     return hook
 
@@ -59,6 +59,9 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--sign", "sign_keys", multiple=True, type=click.Path(dir_okay=False), metavar="KEY",
+              help="Sign offpkg.json with this SSH key (a private key, or a .pub whose key ssh-agent holds): "
+                   "writes offpkg.json.sig. Repeatable.")
 @click.option("--refresh", is_flag=True,
               help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
 @click.option("--verify-cache", "verify_cache", is_flag=True,
@@ -69,7 +72,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           refresh: bool, verify_cache: bool, as_json: bool) -> None:
+           sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -85,6 +88,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
     cfg = settings()
+    if sign_keys:
+        from ...trust.sshsig import key_fingerprint
+
+        for key in sign_keys:  # a wrong key fails now, not after the downloads
+            key_fingerprint(Path(key))
     targets = targets_from_options(target_files, python_version, platforms, cfg)
     sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)
     backend = backend or cfg.get("backend")
@@ -115,7 +123,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     hash_pins = collect_pins([Path(f) for f in req_files], constraints)
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
-                         force=force, tools=tools, stack=stack, reuse_lock=not refresh, hash_pins=hash_pins)
+                         force=force, tools=tools, stack=stack, reuse_lock=not refresh,
+                         sign_keys=[Path(k) for k in sign_keys], hash_pins=hash_pins)
     from ...gpu.policy import torch_build_request
 
     cuda, explicit = torch_build_request(requirements, cuda_option=cuda, torch_index=torch_index,
@@ -139,15 +148,22 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
     m = res.manifest
+    from ...smoke import unverified_targets, verified_label
+
     verified = (m.verification or {}).get("verified")
+    unproven = unverified_targets(m.verification)
+    failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
+    # A target with no matching interpreter here is reported unverified (not a failure of the bundle).
+    proven_ok = bool(verified) or (bool(unproven) and not failed and not (m.verification or {}).get("error"))
     payload = {
-        "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
+        "ok": not smoke or proven_ok, "output": str(res.path), "packages": len(m.requirement_packages),
         "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
         "reused_locks": res.reused_locks,
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
         "built_from": m.extra.get("built_from", []),
+        "signed_with": list(sign_keys),
         "hash_pins": res.hash_pins,
     }
     if as_json:
@@ -164,13 +180,15 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["cuda", f"{m.cuda.get('variant')} (driver >= {m.cuda.get('min_driver')})"]] if m.cuda else []),
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
-            *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["verified", verified_label(m.verification)]] if smoke else []),
+            *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
             *([["hashes", _hash_pins_line(res.hash_pins)]] if res.hash_pins else []),
         ])
-    if smoke and not verified:
+    for t in unproven:
+        ui.warn(f"target {t['target']} ({t['describe']}) is NOT verified: {t['reason']}")
+    if smoke and not proven_ok:
         from ...errors import VerificationError
 
-        failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
         raise VerificationError(f"{res.path} was written but is NOT verified: the smoke test failed ({', '.join(failed)})",
                                 hint="see `offpkg inspect` for the failing checks; fix the requirements and bundle again")
 
