@@ -103,6 +103,10 @@ def reseal(root: Path) -> None:
             for text in ("requirements.txt", "pylock.toml"):
                 t = root / text
                 t.write_text(t.read_text().replace(old, new))
+            # pylock.toml also states each wheel's size (verify compares it with the manifest).
+            t = root / "pylock.toml"
+            t.write_text(t.read_text().replace(f'path = "{entry["path"]}"\nsize = {entry["size"]}\n',
+                                               f'path = "{entry["path"]}"\nsize = {p.stat().st_size}\n'))
     for entry in m["packages"] + m["files"]:  # the locks changed too: hash everything again
         p = root / entry["path"]
         entry["sha256"], entry["size"] = _sha(p), p.stat().st_size
