@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from ._subprocess import isolated_env, run
+from ._subprocess import isolated_env, parse_json_output, run
 from .backends import Backend, PipBackend, UvBackend, get_backend
 from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
                      TargetMismatchError, VerificationError)
@@ -66,7 +66,9 @@ def probe_python(python: Path) -> Target:
     except OffpkgError as exc:
         raise InputError(f"cannot run {python}: {exc.message}", hint="give a working interpreter with --python",
                          details=exc.details) from None
-    return Target.from_probe(json.loads(out.stdout), source=str(python))
+    data = parse_json_output(out, f"probing {python}", hint="give a working interpreter with --python "
+                                                            "(one whose startup prints nothing on stdout)")
+    return Target.from_probe(data, source=str(python))
 
 
 def choose_target(manifest: Manifest, host: Target) -> int:

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
 from .errors import ManifestError
 
 FORMAT = "offpkg-bundle"
@@ -141,6 +144,10 @@ class Package:
             raise ManifestError(f"{where}: path {self.path!r} does not end in its filename")
         if not self.filename.endswith(".whl"):
             raise ManifestError(f"{where}: only wheels are carried; sdists are never installed offline")
+        try:
+            parse_wheel_filename(self.filename)
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise ManifestError(f"{where}: not a valid wheel file name ({exc})") from None
 
     @classmethod
     def from_json(cls, d: Any, where: str) -> Package:
