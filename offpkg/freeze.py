@@ -8,7 +8,6 @@ reported and written as a comment, never silently kept.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
