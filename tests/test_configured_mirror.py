@@ -34,7 +34,7 @@ def test_bundle_uses_the_index_from_offpkg_toml(index, tmp_path, env, offpkg) ->
 
 
 def test_a_down_mirror_is_one_clear_error_without_fallback(tmp_path, env, offpkg) -> None:
-    from conftest import assert_clean_error
+    from helpers import assert_clean_error
 
     env = dict(env, OFFPKG_INDEX_URL=f"http://127.0.0.1:{_dead_port()}/simple", OFFPKG_FALLBACK="false")
     proc = offpkg(["bundle", "alpha", "-o", str(tmp_path / "b")], env)

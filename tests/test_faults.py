@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error
+from helpers import assert_clean_error
 from fault_servers import Fault, FaultServer, counting, dead_url, observe
 from offpkg.backends import Sources, get_backend
 from offpkg.bundle import BundleOptions, build_bundle

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg
+from helpers import assert_clean_error, run_offpkg
 from test_selfextract import find_python
 from offpkg.target import Target
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg, serve
+from helpers import assert_clean_error, run_offpkg, serve
 from offpkg._subprocess import isolated_env
 from offpkg.manifest import Manifest
 from offpkg.fleet.simpleindex import JSON_TYPE, negotiate, project_html, project_json, projects, root_json
