@@ -80,6 +80,10 @@ class NetworkError(OffpkgError):
     exit_code = 5
 
 
+class AuthError(NetworkError):
+    """The index refused the credentials (HTTP 401/403): never "no wheel found", never retried elsewhere."""
+
+
 class HashMismatchError(NetworkError):
     """Downloaded bytes do not match the expected sha256. Never retried elsewhere."""
 

@@ -33,7 +33,7 @@ from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonic
                              parse_wheel_filename)
 from packaging.version import InvalidVersion, Version
 
-from ..errors import InputError, NetworkError
+from ..errors import AuthError, InputError, NetworkError
 import logging
 
 from ..redact import redact_text, redact_url, register_secret, secrets_in_url
@@ -384,9 +384,12 @@ class IndexClient:
             return files
         if r.status_code == 404:
             return []
+        if r.status_code in (401, 403):
+            raise AuthError(f"the index {redact_url(base)} refused access (HTTP {r.status_code}) for {name}",
+                            hint="check the index URL and its credentials (user:token@ in the URL, ~/.netrc, "
+                                 "or the mirror's configuration)")
         if r.status_code >= 400:
-            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}",
-                               hint="check the index URL and its credentials" if r.status_code in (401, 403) else None)
+            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}")
         ctype = r.headers.get("Content-Type", "")
         if "json" in ctype:
             try:
