@@ -89,6 +89,9 @@ def _report(exc: OffpkgError) -> None:
         ui.err.print(f"[bold]hint:[/] {escape(redact_text(exc.hint))}")
 
 
+_json_requested = False
+
+
 def wants_json(argv: list[str] | None) -> bool:
     """Whether ``--json`` was given, known before click parses (a usage error must answer in JSON too)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -107,7 +110,8 @@ def _fail(exc: OffpkgError, *, shown: bool = False) -> None:
     """Report ``exc`` (stderr, and the JSON document on stdout under --json) and exit with its code."""
     if not shown:
         _report(exc)
-    if ui.state.json and not ui.state.emitted:
+    # --json anywhere in argv asks for the document, even where click read it as another option's value.
+    if (ui.state.json or _json_requested) and not ui.state.emitted:
         ui.emit_json("error", error_document(exc))
     sys.exit(exc.exit_code)
 
@@ -125,7 +129,8 @@ def main(argv: list[str] | None = None) -> Any:
     Every failure prints one ``error:`` line (and a ``hint:``) on stderr and, with
     ``--json``, one JSON error document on stdout; tracebacks only with ``-vv``.
     """
-    ui.state.json = wants_json(argv)
+    global _json_requested
+    _json_requested = ui.state.json = wants_json(argv)
     ui.state.emitted = False
     try:
         rv = cli.main(args=argv, prog_name="offpkg", standalone_mode=False)
