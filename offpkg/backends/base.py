@@ -151,6 +151,7 @@ NOT_FOUND = [
     re.compile(r"Because ([A-Za-z0-9._-]+) was not found in the package registry"),
     re.compile(r"Because ([A-Za-z0-9._-]+)==\S+ has no wheels with a matching"),
     re.compile(r"Because there are no versions of ([A-Za-z0-9._-]+)"),
+    re.compile(r"Because there is no version of ([A-Za-z0-9._-]+?)(?:[<>=!~]|\s|$)"),
     re.compile(r"([A-Za-z0-9._-]+) was not found in the package registry"),
     re.compile(r"Because ([A-Za-z0-9._-]+) ?(?:[<>=!~][^ ]*)? has no"),
 ]
