@@ -184,3 +184,26 @@ def test_remove_tree_any_depth(tmp_path) -> None:
     (tmp_path / "keep").write_text("not followed")
     remove_tree(deep)
     assert not deep.exists() and (tmp_path / "keep").read_text() == "not followed"
+
+
+def test_bundle_that_fails_verify_is_not_written(tmp_path, env, offpkg) -> None:
+    """`bundle --verify` has one meaning: a bundle whose smoke test fails is not written at OUT (exit 1)."""
+    from helpers import serve
+    from pkgfactory import Dist, build_wheel, write_simple_index
+
+    root = tmp_path / "idx"
+    build_wheel(Dist("brokenimport", "1.0", code="raise ImportError('this package cannot be imported')\n"),
+                root / "files")
+    write_simple_index(root / "files", root)
+    server, base = serve(root)
+    try:
+        for out in (tmp_path / "b", tmp_path / "b.tar"):
+            proc = offpkg(["bundle", "brokenimport", "-i", f"{base}/simple", "-o", str(out),
+                           "--verify", "--json"], env)
+            assert_clean_error(proc, 1, "smoke test failed", "imports", "not written")
+            doc = _one_doc(proc.stdout)
+            assert doc["error"]["type"] == "VerificationError" and any(
+                "cannot be imported" in p for p in doc["error"]["problems"]), doc
+            assert not out.exists() and not list(tmp_path.glob(f".{out.name}.offpkg-tmp*"))
+    finally:
+        server.shutdown()
