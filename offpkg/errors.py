@@ -10,7 +10,7 @@ Exit codes (documented in README.md, stable):
 0     success
 1     verification failed (a bundle or environment has problems)
 2     usage error (bad option or argument; raised by click too)
-3     bad input: unreadable/malformed file, unknown package, no wheel
+3     bad input: missing/unreadable/malformed file, unknown package, no wheel
 4     resolution failed (unsatisfiable requirements)
 5     network or download failure (after retries and mirror fallback)
 6     target mismatch (wrong python, platform, driver or GPU)
@@ -18,6 +18,7 @@ Exit codes (documented in README.md, stable):
 8     a subprocess (pip, uv, a build) failed
 9     output exists (use --force) or a file lock could not be taken
 10    environment problem (disk full, permissions, missing tool)
+      (an OSError reaching the boundary is mapped by errno: from_oserror)
 70    internal error (a bug; -vv shows the traceback)
 130   interrupted
 ====  ===============================================================
