@@ -18,7 +18,7 @@ def uv_binary() -> str | None:
         from uv import find_uv_bin  # type: ignore[import-not-found]
 
         return find_uv_bin()
-    except Exception:  # the uv package is missing or broken: PATH is the fallback, not an error
+    except (ImportError, OSError):  # the uv package is missing, or its binary is: PATH is the fallback
         return shutil.which("uv")
 
 
