@@ -190,3 +190,30 @@ def test_lock_error_names_no_holder_when_unknown(tmp_path, monkeypatch) -> None:
         with pytest.raises(LockError, match="in use by another offpkg run; waited 0 s"):
             with ownership.locked(venv):
                 pass
+
+
+def test_install_sh_keeps_the_same_promises(bundle, tmp_path, env) -> None:
+    """install.sh (tools/bootstrap.py, no offpkg on the host) uses the same lock, record and marker."""
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    foreign = tmp_path / "f"
+    foreign.mkdir()
+    (foreign / ownership.MARKER).write_text("mine\n")
+    sh = subprocess.run(["sh", str(bundle / "install.sh"), "--python", sys.executable, str(foreign)], env=env,
+                        capture_output=True, text=True)
+    assert sh.returncode == 9 and "is not removed" in sh.stderr, sh.stderr
+    assert (foreign / ownership.MARKER).read_text() == "mine\n"
+    # A venv offpkg is creating is locked against install.sh too (same lock file, flock).
+    venv = tmp_path / "v"
+    started, go = _gate(tmp_path / "py", sys.executable, tmp_path, only="-m venv")
+    first = _start(["install", str(bundle), "--venv", str(venv), "--python", str(tmp_path / "py")], env)
+    _wait_for(started, first)
+    second = subprocess.run(["sh", str(bundle / "install.sh"), "--python", sys.executable, str(venv)],
+                            env=dict(env, OFFPKG_LOCK_TIMEOUT="0"), capture_output=True, text=True)
+    assert second.returncode == 9 and "in use by another offpkg run" in second.stderr, second.stderr
+    _kill(first)
+    # ...and install.sh clears what that killed run was creating, by its record.
+    third = subprocess.run(["sh", str(bundle / "install.sh"), "--python", sys.executable, str(venv)], env=env,
+                           capture_output=True, text=True)
+    assert third.returncode == 0, third.stderr
+    assert "was creating it and was interrupted" in third.stderr
+    assert not ownership.record_path(venv).exists() and not (venv / ownership.MARKER).exists()
