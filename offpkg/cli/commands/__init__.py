@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "cli"),
     "index": ("index_", "cli"),
     "completion": ("completion", "cli"),
+    "push": ("push", "cli"),
+    "pull": ("pull", "cli"),
+    "publish": ("publish", "cli"),
 }
 
 
