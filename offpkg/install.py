@@ -330,7 +330,7 @@ def _refuse_existing(venv: Path, upgrade: bool) -> None:
 
 def create_and_install(venv: Path, python: Path, job: _Job, system_site_packages: bool) -> None:
     """Create ``venv`` (new, or an empty folder) and install into it; on any failure remove what this run made."""
-    rec = ownership.begin(venv, "create", job.bundle)
+    rec = ownership.begin(venv, "create", job.bundle.absolute())
     was_empty_folder = venv.is_dir()
     try:
         ownership.make_dir(venv, rec)
@@ -366,7 +366,7 @@ def upgrade_venv(venv: Path, job: _Job) -> None:
     A failed upgrade leaves the venv (pip and uv roll back the package they were
     installing) and says so. Issue D replaces this function with an atomic upgrade.
     """
-    rec = ownership.begin(venv, "upgrade", job.bundle, before=installed_distributions(venv))
+    rec = ownership.begin(venv, "upgrade", job.bundle.absolute(), before=installed_distributions(venv))
     try:
         job.run(venv)
     except BaseException as exc:

@@ -80,7 +80,7 @@ def _install_locked(bundle: Path, prefix: Path, force: bool, python: Path | None
             _check_python_matches(info, manifest)
 
         was_empty = prefix.is_dir()
-        rec = ownership.begin(prefix, "create", bundle)
+        rec = ownership.begin(prefix, "create", bundle.absolute())
         try:
             rep = install_packed(bdir / info["path"], prefix, expected_platform=info["platform"], python=python,
                                  original_prefix=info.get("source_prefix"), progress=events)
