@@ -27,7 +27,7 @@ from typing import Any
 
 from . import __version__, ownership
 from ._subprocess import isolated_env, parse_json_output, run
-from .backends import Backend, PipBackend, UvBackend, get_backend
+from .backends import Backend, get_backend
 from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
                      TargetMismatchError, VerificationError)
 from .events import Events
@@ -53,7 +53,8 @@ class InstallResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"venv": str(self.venv), "python": str(self.python), "target": self.target_index,
-                "packages": self.packages, "backend": self.backend, "warnings": self.warnings}
+                "packages": self.packages, "backend": self.backend, "warnings": self.warnings,
+                "trust": self.verify.trust.to_json() if self.verify.trust else None}
 
 
 def venv_python(venv: Path) -> Path:
@@ -135,35 +136,12 @@ def _disk_full(exc: SubprocessError) -> bool:
     return "No space left on device" in (exc.details or "") or "ENOSPC" in (exc.details or "")
 
 
-def _uv_from_bundle(bundle: Path, manifest: Manifest, workdir: Path) -> str | None:
-    """The uv binary from the bundle's tools/ uv wheel, if it runs here."""
-    import zipfile
-
-    for p in manifest.tool_packages:
-        if p.name != "uv":
-            continue
-        try:
-            with zipfile.ZipFile(bundle / p.path) as z:
-                for n in z.namelist():
-                    if n.endswith("/scripts/uv") or n.endswith("/scripts/uv.exe"):
-                        out = workdir / Path(n).name
-                        with z.open(n) as src, open(out, "wb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
-                        out.chmod(0o755)
-                        run([str(out), "--version"], what="uv --version", timeout=30)
-                        return str(out)
-        except (OSError, zipfile.BadZipFile, OffpkgError):
-            return None
-    return None
-
-
 def pick_installer(name: str | None, bundle: Path, manifest: Manifest, workdir: Path) -> Backend:
-    if name == "pip":
-        return PipBackend()
-    if name in (None, "auto"):
-        uv = _uv_from_bundle(bundle, manifest, workdir)
-        if uv:
-            return UvBackend(uv)
+    """offpkg's own installer: the uv installed with offpkg (else pip), never the bundle's tools/.
+
+    The bundle's tools/ are for install.sh on hosts without offpkg; running them here
+    would run code from the bundle before (or without) any signature check.
+    """
     return get_backend(name)
 
 
@@ -184,11 +162,12 @@ def venv_pip_conf(template: str, wheels: Path | None) -> str:
     return template.replace("find-links = wheels", f"find-links = {wheels.resolve()}")
 
 
-def verified(bdir: Path, bundle: Path, events: Events) -> VerifyReport:
-    """Verify an opened bundle both ways; refuse (listing every problem) before any install step."""
+def verified(bdir: Path, bundle: Path, events: Events, trust: Path | None = None) -> VerifyReport:
+    """Verify an opened bundle both ways (and its signature against ``trust``); refuse, listing every
+    problem, before any install step."""
     events.stage("verify", "verifying the bundle")
     try:
-        report = verify_bundle(bdir)
+        report = verify_bundle(bdir, trust=trust)
     finally:
         events.done("verify")
     if not report.ok:
@@ -232,13 +211,13 @@ def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, tar
 
 def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgrade: bool = False,
                    backend: str | None = None, force: bool = False, system_site_packages: bool = False,
-                   events: Events | None = None) -> InstallResult:
+                   events: Events | None = None, trust: Path | None = None) -> InstallResult:
     events = events or Events()
     bundle = Path(bundle)
     venv = Path(venv).absolute()
     python = Path(python) if python else Path(sys.executable)
     with opened_bundle(bundle) as bdir:
-        report = verified(bdir, bundle, events)
+        report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
         assert manifest is not None
         host = probe_python(python)
@@ -247,7 +226,8 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         with ownership.locked(venv), tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
             _clear_interrupted(venv, upgrade, events)
             installer = pick_installer(backend, bdir, manifest, Path(wd))
-            job = _Job(bundle, bdir, manifest, ti, installer, Path(wd), events)
+            job = _Job(bundle, bdir, manifest, ti, installer, Path(wd), events,
+                       signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None)
             if (venv / "pyvenv.cfg").exists() and upgrade:
                 upgrade_venv(venv, job)
             else:
@@ -269,6 +249,7 @@ class _Job:
     installer: Backend
     workdir: Path
     events: Events
+    signed_by: Any = None  # the trust anchor that signed the bundle, for the receipt
 
     def run(self, venv: Path) -> None:
         """Install the target's wheels, check them, and leave pip.conf and the receipt in the venv."""
@@ -281,7 +262,8 @@ class _Job:
         write_text_atomic(venv / "pip.conf", venv_pip_conf((self.bdir / "pip.conf").read_text(encoding="utf-8"),
                                                            self.bdir / "wheels" if self.bundle.is_dir() else None))
         write_receipt(venv, self.bundle, self.bdir, m, ti, self.installer.name,
-                      sorted(f"{p.name}=={p.version}" for p in m.requirement_packages if ti in p.targets))
+                      sorted(f"{p.name}=={p.version}" for p in m.requirement_packages if ti in p.targets),
+                      signed_by=self.signed_by)
 
 
 def _clear_interrupted(venv: Path, upgrade: bool, events: Events) -> None:

@@ -18,7 +18,6 @@ from packaging.utils import canonicalize_name
 
 from .._subprocess import isolated_env, run
 from ..errors import InstallError, ResolutionError, SubprocessError
-from ..fsutil import remove_tree
 from ..target import Target
 from .base import NOT_FOUND, Pin, Sources, new_wheel, resolution_error, tool_home
 
@@ -129,9 +128,10 @@ class PipBackend:
 
     def create_venv(self, python: Path, venv: Path, workdir: Path, *, pip_wheel: Path | None = None,
                     system_site_packages: bool = False) -> None:
-        """``python -m venv``; on hosts without ensurepip, pip from the bundle's tools/ wheel.
+        """``python -m venv`` with pip from the interpreter's own ensurepip.
 
-        ``venv`` must not exist before (the caller made sure): this removes what it made on the fallback.
+        Hosts without ensurepip need the uv backend: it installs the bundle's pip wheel as a
+        package, where this backend would have to run it, and no code from a bundle runs.
         """
         try:
             make_venv(python, venv, with_pip=True, system_site_packages=system_site_packages)
@@ -140,14 +140,9 @@ class PipBackend:
             # `python -m venv` hides ensurepip's own error: find the cause ourselves.
             if has_ensurepip(python):
                 raise
-        remove_tree(venv)
-        if pip_wheel is None or not pip_wheel.is_file():
-            raise InstallError(f"{python} has no ensurepip and the bundle carries no pip wheel",
-                               hint="install python3-venv on this host, or rebuild the bundle with tools")
-        make_venv(python, venv, with_pip=False, system_site_packages=system_site_packages)
-        # A wheel is a zip: pip runs straight from it to install itself.
-        run([str(venv_python(venv)), str(pip_wheel / "pip"), "install", "--no-index", "--no-deps", "--no-cache-dir",
-             str(pip_wheel)], env=isolated_env(), what="installing pip from the bundle")
+        raise InstallError(f"{python} has no ensurepip, so the pip backend cannot create a venv with it",
+                           hint="install python3-venv on this host; or install with offpkg's own uv (--backend uv) "
+                                "a bundle that carries tools/ (its pip wheel is installed, not run)")
 
     def install(self, python: Path, wheels: Path, requirements: Path, workdir: Path, *,
                 break_system_packages: bool = False) -> None:

@@ -44,7 +44,7 @@ class NoCondaEnvError(InputError):
 
 
 def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, python: Path | None = None,
-                         events: Events | None = None) -> dict[str, Any]:
+                         events: Events | None = None, trust: Path | None = None) -> dict[str, Any]:
     """Verify ``bundle`` and install its conda environment (and its wheels) into the new ``prefix``.
 
     ``python`` runs ``conda-unpack`` if the environment's own interpreter cannot;
@@ -57,13 +57,14 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
     with ownership.locked(prefix):
-        return _install_locked(bundle, prefix, force, python, events)
+        return _install_locked(bundle, prefix, force, python, events, trust)
 
 
-def _install_locked(bundle: Path, prefix: Path, force: bool, python: Path | None, events: Events) -> dict[str, Any]:
+def _install_locked(bundle: Path, prefix: Path, force: bool, python: Path | None, events: Events,
+                    trust: Path | None) -> dict[str, Any]:
     _check_prefix(prefix, events)
     with opened_bundle(bundle) as bdir:
-        report = verified(bdir, bundle, events)
+        report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
         assert manifest is not None
         info = _conda_info(bundle, manifest)

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify"),
     "install": ("install", "install"),
     "inspect": ("inspect_", "inspect_"),
+    "sign": ("sign", "sign"),
     # command groups and the other capabilities
     "cuda": ("cuda", "cli"),
     "stack": ("stack", "cli"),
