@@ -324,6 +324,8 @@ def _install_locked(manifest, index, target, python, venv, upgrade, use_uv):
                        9)
         if not os.path.exists(os.path.join(venv, "pyvenv.cfg")):
             raise Fail("%s is not a virtual environment (no pyvenv.cfg)" % venv, 3)
+    # -I everywhere below: no current directory on sys.path (a project's .egg-info there would
+    # show up in pip check), no PYTHON* variables, no user site-packages.
     rec = _begin(venv, "upgrade" if os.path.exists(os.path.join(venv, "pyvenv.cfg")) else "create")
     try:
         if rec["action"] == "create":
@@ -332,7 +334,7 @@ def _install_locked(manifest, index, target, python, venv, upgrade, use_uv):
                 os.mkdir(venv)
             with open(os.path.join(venv, INCOMPLETE), "w") as f:
                 json.dump({"offpkg_run": rec["run"]}, f)
-            proc = subprocess.run([python, "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            proc = subprocess.run([python, "-I", "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   universal_newlines=True)
             if proc.returncode != 0:
                 # Debian/Ubuntu without python3-venv: no ensurepip. Use the bundle's pip wheel.
@@ -343,7 +345,7 @@ def _install_locked(manifest, index, target, python, venv, upgrade, use_uv):
                 pip_whl = tool(manifest, "pip")
                 if not pip_whl:
                     raise Fail("cannot create a venv (%s) and the bundle has no pip wheel" % proc.stdout.strip()[-300:], 7)
-                run([python, "-m", "venv", "--without-pip", venv], "creating the venv")
+                run([python, "-I", "-m", "venv", "--without-pip", venv], "creating the venv")
                 run([venv_python(venv), os.path.join(pip_whl, "pip"), "install", "--no-index", "--no-deps",
                      "--no-cache-dir", pip_whl], "installing pip from the bundle")
         wd = tempfile.mkdtemp(prefix="offpkg-bootstrap-")
@@ -355,11 +357,11 @@ def _install_locked(manifest, index, target, python, venv, upgrade, use_uv):
                 run([uv, "pip", "install", "--offline", "--no-index", "--find-links", wheels, "--require-hashes",
                      "--only-binary", ":all:", "--python", venv_python(venv), "-r", req], "installing with uv")
             else:
-                run([venv_python(venv), "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                run([venv_python(venv), "-I", "-m", "pip", "install", "--no-index", "--find-links", wheels,
                      "--require-hashes", "--only-binary", ":all:", "--no-cache-dir", "-r", req], "installing with pip")
         finally:
             shutil.rmtree(wd, ignore_errors=True)
-        run([venv_python(venv), "-m", "pip", "check"], "pip check")
+        run([venv_python(venv), "-I", "-m", "pip", "check"], "pip check")
         sfx = os.environ.get("OFFPKG_SELF_EXTRACTING")
         with open(os.path.join(HERE, "pip.conf")) as f:
             conf = f.read()
