@@ -1,0 +1,160 @@
+"""The one network layer (offpkg.net): its public API against real servers on 127.0.0.1.
+
+Range reads of a remote wheel, credentials on every request (``token@`` userinfo too),
+a server that ignores Range refused instead of downloading everything, one page parser,
+and one proxy setting honoured by both the index client and ``mirror test``."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import random
+import threading
+import zipfile
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from fault_servers import FaultServer
+from offpkg import net
+from offpkg.errors import NetworkError
+from offpkg.net.index import IndexClient
+from offpkg.net.pages import parse_page
+from offpkg.net.remote import RangeNotSupported, RemoteFile
+from pkgfactory import Dist, build_wheel, write_simple_index
+
+PAYLOAD = 2 << 20  # incompressible: the wheel is about 2 MiB
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("netidx")
+    files = root / "files"
+    build_wheel(Dist("huge", "1.0", ["numpy>=1"]), files, payload=random.Random(7).randbytes(PAYLOAD))
+    build_wheel(Dist("small", "2.0"), files)
+    write_simple_index(files, root)
+    return root
+
+
+def _huge(srv: FaultServer, prefix: str = "") -> str:
+    url = srv.base + "/files/huge-1.0-py3-none-any.whl"
+    return url.replace("http://", f"http://{prefix}") if prefix else url
+
+
+def test_read_range_returns_exact_bytes(repo: Path) -> None:
+    data = (repo / "files/huge-1.0-py3-none-any.whl").read_bytes()
+    with FaultServer(repo) as srv:
+        assert net.read_range(_huge(srv), 100, 1100) == data[100:1100]
+        assert net.read_range(_huge(srv), -50, 0) == data[-50:]
+        ranges = [h.range for h in srv.gets("huge")]
+    assert ranges == ["bytes=100-1099", "bytes=-50"]
+
+
+def test_remote_wheel_member_without_downloading_it(repo: Path) -> None:
+    size = (repo / "files/huge-1.0-py3-none-any.whl").stat().st_size
+    with FaultServer(repo) as srv:
+        rf = RemoteFile(_huge(srv))
+        with zipfile.ZipFile(rf) as zf:
+            meta = zf.read("huge-1.0.dist-info/METADATA").decode()
+    assert "Requires-Dist: numpy>=1" in meta
+    assert rf.size == size
+    assert rf.fetched < size // 4, (rf.fetched, size)
+
+
+def test_credentials_reach_every_request(repo: Path) -> None:
+    """A ``token@`` URL (no password) is sent as basic auth by range reads, page reads and metadata reads."""
+    with FaultServer(repo, auth=("s3cr3t-token", "")) as srv:
+        url = _huge(srv, "s3cr3t-token@")
+        assert len(net.read_range(url, 0, 10)) == 10
+        files = net.get_page(srv.url.replace("http://", "http://s3cr3t-token@") + "/huge/")
+        assert [f.filename for f in files] == ["huge-1.0-py3-none-any.whl"]
+        meta = net.wheel_metadata(files[0])
+        assert meta is not None and "Name: huge" in meta
+        assert all(h.authorization for h in srv.hits), srv.hits
+        with pytest.raises(NetworkError, match="HTTP 401"):
+            net.get_page(srv.url + "/huge/")  # and none without
+
+
+def test_server_without_ranges_is_refused_not_downloaded(repo: Path) -> None:
+    with FaultServer(repo, ranges=False) as srv:
+        with pytest.raises(RangeNotSupported, match="does not answer range requests"):
+            net.read_range(_huge(srv), 0, 10)
+        with pytest.raises(RangeNotSupported):
+            RemoteFile(_huge(srv))
+
+
+def test_one_parser_for_html_and_json() -> None:
+    html = b'<a href="../../f/x-1.0-py3-none-any.whl#sha256=' + b"a" * 64 + \
+        b'" data-requires-python="&gt;=3.9" data-core-metadata="sha256=bb">x-1.0-py3-none-any.whl</a>'
+    h = parse_page(html, "text/html", "https://idx.example/simple/x/")
+    doc = {"files": [{"filename": "x-1.0-py3-none-any.whl", "url": "../../f/x-1.0-py3-none-any.whl",
+                      "hashes": {"sha256": "A" * 64}, "requires-python": ">=3.9", "core-metadata": True}]}
+    j = parse_page(json.dumps(doc).encode(), "application/vnd.pypi.simple.v1+json", "https://idx.example/simple/x/")
+    for page in (h, j):
+        (f,) = page
+        assert (f.filename, f.url, f.sha256, f.requires_python, f.has_metadata) == \
+            ("x-1.0-py3-none-any.whl", "https://idx.example/f/x-1.0-py3-none-any.whl", "a" * 64, ">=3.9", True)
+
+
+class _Proxy(http.server.ThreadingHTTPServer):
+    """A forward HTTP proxy on 127.0.0.1 that records the absolute URLs it is asked for and relays them."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a: object) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                import urllib.request
+
+                outer.seen.append(self.path)
+                req = urllib.request.Request(self.path, headers={k: v for k, v in self.headers.items()
+                                                                 if k.lower() not in ("host", "proxy-connection")})
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                try:
+                    with opener.open(req, timeout=10) as r:
+                        body, status, headers = r.read(), r.status, r.headers
+                except urllib.error.HTTPError as e:
+                    body, status, headers = e.read(), e.code, e.headers
+                self.send_response(status)
+                for k in ("Content-Type", "Content-Range"):
+                    if headers.get(k):
+                        self.send_header(k, headers[k])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    def __enter__(self) -> _Proxy:
+        threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+def test_index_client_and_mirror_test_share_the_proxy(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from offpkg.mirrors.catalog import user_mirror
+    from offpkg.mirrors.probe import probe
+
+    with FaultServer(repo) as srv, _Proxy() as proxy:
+        for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
+        files = IndexClient([srv.url]).files("small")
+        assert [f.filename for f in files] == ["small-2.0-py3-none-any.whl"]
+        result = probe(user_mirror("local", srv.url), project="small", timeout=10)
+        assert result.ok, result.error
+        assert result.sample == "small-2.0-py3-none-any.whl"
+    host = urlsplit(srv.url).netloc
+    assert proxy.seen.count(f"http://{host}/simple/small/") == 2, proxy.seen
+    assert f"http://{host}/files/small-2.0-py3-none-any.whl" in proxy.seen
