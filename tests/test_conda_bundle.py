@@ -23,7 +23,7 @@ import pytest
 
 import condaenv
 from conftest import Index, assert_clean_error, run_offpkg, serve
-from offpkg.conda import env as conda
+from offpkg import conda
 from offpkg._subprocess import isolated_env
 from pkgfactory import Dist, build_wheel, write_simple_index
 
