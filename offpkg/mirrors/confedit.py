@@ -1,8 +1,10 @@
-"""Round-trip editing of pip.conf (INI) and .condarc (a YAML subset).
+"""Round-trip editing of pip.conf (INI) and .condarc (YAML).
 
-Both editors work on lines: the lines offpkg changes are rewritten and every
-other line (comments, unrelated keys, ordering, line endings) is kept byte for
-byte. Writes are atomic (temp sibling + ``os.replace``, file mode kept) and each
+pip.conf is edited as lines: the lines offpkg changes are rewritten and every other
+line (comments, unrelated keys, ordering, line endings) is kept byte for byte
+(configparser validates it first; it cannot write comments back). .condarc is
+edited with ruamel.yaml's round-trip mode, which keeps comments, key order and
+quoting. Writes are atomic (temp sibling + ``os.replace``, file mode kept) and each
 write first saves the previous file as a numbered backup, ``PATH.offpkg-backup.N``
 (N grows; the highest is the newest). ``restore`` puts back the newest backup and
 removes it, so repeated resets walk back through the history to the original.
@@ -337,279 +339,195 @@ def _one_line(s: str) -> str:
     return " ".join(s.split())
 
 
-# --------------------------------------------------------------------------- .condarc (YAML subset)
-
-_TOP_KEY_RE = re.compile(r"(?P<key>[A-Za-z_][\w.-]*)\s*:(?=\s|$)(?P<rest>.*)$")
+# --------------------------------------------------------------------------- .condarc (YAML, round-trip)
 
 
 class UnsupportedYaml(ValueError):
-    """A value outside the small YAML subset offpkg reads (nested blocks, anchors, block scalars)."""
+    """A value conda would not accept where offpkg reads it (e.g. a nested mapping as a channel URL)."""
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    y = YAML(typ="rt")  # round-trip: comments, key order, quoting and flow/block style are kept
+    y.preserve_quotes = True
+    y.width = 4096  # never fold a long URL
+    y.indent(mapping=2, sequence=4, offset=2)  # new lists as `conda config` writes them: "  - item"
+    return y
+
+
+def _plain(value: Any, key: str) -> YamlValue:
+    """A loaded value as plain Python (str, bool, int, None, list, dict); UnsupportedYaml for others."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list):
+        out = []
+        for v in value:
+            if isinstance(v, (list, dict)):
+                raise UnsupportedYaml(f"{key}: a nested collection in a list")
+            out.append(_plain(v, key))
+        return out
+    if isinstance(value, dict):
+        out_map: dict[str, Any] = {}
+        for k, v in value.items():
+            if isinstance(v, (list, dict)):
+                raise UnsupportedYaml(f"{key}: {k} holds a nested collection, not a single value")
+            out_map[str(k)] = _plain(v, key)
+        return out_map
+    raise UnsupportedYaml(f"{key}: a value of type {type(value).__name__}")
 
 
 class CondarcDoc:
-    """A .condarc held as lines. Only the top-level keys offpkg is asked to change are
-    rewritten; other keys, comments and blank lines stay exactly as they were."""
+    """A .condarc edited with ruamel.yaml's round-trip mode.
+
+    The file is parsed whole (real YAML: anchors, flow and block style, quoting). Only the
+    top-level keys offpkg changes are written again, by ruamel.yaml with their comments; every
+    other top-level block is kept byte for byte from the original text (ruamel.yaml alone would
+    re-indent every list to one style). Line endings (LF or CRLF) are kept.
+    """
 
     def __init__(self, text: str, *, path: Path | str = ".condarc") -> None:
+        from ruamel.yaml.error import YAMLError
+
         self.path = path
         self.newline = _newline_of(text)
         self.lines = text.splitlines(keepends=True)
         if any("\t" in ln[: len(ln) - len(ln.lstrip())] for ln in self.lines):
             raise InputError(f"{path} is not valid YAML: it indents with tabs",
                              hint="replace the tabs with spaces (conda would refuse the file too)")
+        try:
+            data = _yaml().load(text.replace("\r\n", "\n")) if text.strip() else None
+        except YAMLError as exc:
+            raise InputError(f"{path} is not valid YAML: {_one_line(str(exc))[:300]}",
+                             hint="fix the file (conda would refuse it too), or pass another one") from None
+        if data is None:
+            from ruamel.yaml.comments import CommentedMap
+
+            data = CommentedMap()
+        if not isinstance(data, dict):
+            raise InputError(f"{path} is not a conda configuration: its top level is not a mapping",
+                             hint="a .condarc holds `key: value` settings; fix it or pass another file")
+        self._data = data
+        # Each top-level key's original lines: from its own line to the next key's (trailing
+        # comments and blanks included); what precedes the first key is the header.
+        starts = [(str(k), data.lc.key(k)[0]) for k in data] if len(data) else []
+        self._blocks: dict[str, list[str]] = {}
+        for i, (k, line) in enumerate(starts):
+            end = starts[i + 1][1] if i + 1 < len(starts) else len(self.lines)
+            self._blocks[k] = self.lines[line:end]
+        self._header = self.lines[:starts[0][1]] if starts else list(self.lines)
+        self._touched: set[str] = set()
+        # An alias (*name) may refer to an anchor in a block offpkg rewrites: then the whole
+        # document is written by ruamel.yaml, which keeps anchors and aliases consistent.
+        self._aliases = bool(re.search(r"(?:^|[\s:,\[{-])\*[^\s,\]}]+", text.replace("\r\n", "\n"), re.M))
+
+    def _dump_all(self) -> str:
+        import io
+
+        y = _yaml()
+        offset = _seq_offset(self.lines)
+        if offset is not None:
+            y.indent(mapping=2, sequence=offset + 2, offset=offset)
+        buf = io.StringIO()
+        y.dump(self._data, buf)
+        text = "" if not len(self._data) else buf.getvalue()
+        return text.replace("\n", "\r\n") if self.newline == "\r\n" else text
 
     def text(self) -> str:
-        return "".join(self.lines)
+        if not self._touched:
+            return "".join(self.lines)
+        if self._aliases:
+            return self._dump_all()
+        out = list(self._header)
+        for k in self._data:
+            key = str(k)
+            if key in self._blocks and key not in self._touched:
+                chunk = self._blocks[key]
+            else:
+                chunk = self._dump(k)
+            if out and not out[-1].endswith(("\n", "\r")):
+                out[-1] += self.newline
+            out += chunk
+        return "".join(out)
 
-    def _blocks(self) -> list[tuple[str, int, int]]:
-        """(key, first line, end exclusive) of each top-level key; trailing blank and
-        comment lines are not part of a block (they belong to what follows)."""
-        starts: list[tuple[str, int]] = []
-        for i, line in enumerate(self.lines):
-            if line[:1] in (" ", "-", "#", "\r", "\n", "") or line.startswith(("---", "...")):
-                continue
-            m = _TOP_KEY_RE.match(_strip_nl(line))
-            if m:
-                starts.append((m.group("key"), i))
-        out = []
-        for n, (key, s) in enumerate(starts):
-            e = starts[n + 1][1] if n + 1 < len(starts) else len(self.lines)
-            # A column-0 line that is not a key, list item or comment ends the block
-            # (e.g. a document marker); so do trailing blanks and comments.
-            j = s + 1
-            while j < e:
-                t = self.lines[j]
-                if t[:1] in (" ", "-", "#", "\r", "\n"):
-                    j += 1
-                    continue
-                break
-            e = j
-            while e - 1 > s and (not self.lines[e - 1].strip() or self.lines[e - 1].strip().startswith("#")):
-                e -= 1
-            out.append((key, s, e))
-        return out
+    def _dump(self, key: Any) -> list[str]:
+        """One top-level key written by ruamel.yaml, in the list style its original block used."""
+        import io
+
+        from ruamel.yaml.comments import CommentedMap
+
+        one = CommentedMap()
+        one[key] = self._data[key]
+        if key in self._data.ca.items:  # the comment on the key's own line
+            one.ca.items[key] = self._data.ca.items[key]
+        y = _yaml()
+        offset = _seq_offset(self._blocks.get(str(key), []))
+        if offset is not None:
+            y.indent(mapping=2, sequence=offset + 2, offset=offset)
+        buf = io.StringIO()
+        y.dump(one, buf)
+        text = buf.getvalue()
+        if self.newline == "\r\n":
+            text = text.replace("\n", "\r\n")
+        return text.splitlines(keepends=True)
 
     def keys(self) -> list[str]:
-        return [k for k, _, _ in self._blocks()]
-
-    def _find(self, key: str) -> tuple[int, int] | None:
-        for k, s, e in self._blocks():
-            if k == key:
-                return s, e
-        return None
+        return [str(k) for k in self._data]
 
     def get(self, key: str) -> YamlValue:
-        """The parsed value of a top-level key (None when absent). Raises UnsupportedYaml."""
-        where = self._find(key)
-        if where is None:
-            return None
-        s, e = where
-        m = _TOP_KEY_RE.match(_strip_nl(self.lines[s]))
-        assert m is not None
-        return parse_value(m.group("rest"), [_strip_nl(x) for x in self.lines[s + 1:e]])
+        """The value of a top-level key as plain Python (None when absent). Raises UnsupportedYaml."""
+        return _plain(self._data.get(key), key)
 
     def set(self, key: str, value: YamlValue) -> None:
-        """Set a top-level key, replacing its block in place or appending it at the end."""
-        nl = self.newline
-        new = [line + nl for line in dump_key(key, value)]
-        where = self._find(key)
-        if where is not None:
-            s, e = where
-            if not self.lines[e - 1].endswith(("\n", "\r")):
-                new[-1] = new[-1].rstrip("\r\n")
-            self.lines[s:e] = new
-            return
-        if self.lines and not self.lines[-1].endswith(("\n", "\r")):
-            self.lines[-1] += nl
-        self.lines += new
+        """Set a top-level key, in place if present, else appended at the end."""
+        self._data[key] = value
+        self._touched.add(key)
 
     def remove(self, key: str) -> bool:
-        where = self._find(key)
-        if where is None:
+        if key not in self._data:
             return False
-        s, e = where
-        del self.lines[s:e]
+        del self._data[key]
+        self._touched.add(key)
         return True
 
     def update_map(self, key: str, updates: Mapping[str, Any], remove: Iterable[str] = ()) -> None:
-        """Set and remove entries of a top-level mapping, touching only their lines.
-
-        Entries not named keep their lines (and comments) as they are; a flow-style
-        mapping is rewritten whole; a mapping left empty is removed.
-        """
-        where = self._find(key)
+        """Set and remove entries of a top-level mapping; the entries not named (and their
+        comments) stay as they are; a mapping left empty is removed."""
         drop = set(remove) - set(updates)
-        if where is None:
+        current = self._data.get(key)
+        if not isinstance(current, dict):
+            if current is not None:
+                raise UnsupportedYaml(f"{key}: not a mapping")
             if updates:
                 self.set(key, dict(updates))
             return
-        s, e = where
-        head = _TOP_KEY_RE.match(_strip_nl(self.lines[s]))
-        assert head is not None
-        if _strip_comment(head.group("rest")):
-            current = self.get(key)
-            merged = {k: v for k, v in (current if isinstance(current, dict) else {}).items() if k not in drop}
-            merged.update(updates)
-            if merged:
-                self.set(key, merged)
-            else:
-                self.remove(key)
-            return
-        self.get(key)  # raises UnsupportedYaml unless it is a plain block mapping
-        nl = self.newline
-        entries: dict[str, int] = {}
-        indent = "  "
-        for i in range(s + 1, e):
-            t = _strip_nl(self.lines[i])
-            if t.strip() and not t.strip().startswith("#"):
-                entries[_map_entry(t)[0]] = i
-                indent = t[: len(t) - len(t.lstrip())]
+        self.get(key)  # raises UnsupportedYaml unless it is a flat mapping
         for k, v in updates.items():
-            if k in entries:
-                i = entries[k]
-                end = self.lines[i][len(_strip_nl(self.lines[i])):]
-                self.lines[i] = f"{indent}{dump_scalar(k)}: {dump_scalar(v)}{end}"
-        new = [f"{indent}{dump_scalar(k)}: {dump_scalar(v)}{nl}" for k, v in updates.items() if k not in entries]
-        last = max(entries.values()) if entries else s
-        if new:
-            if not self.lines[last].endswith(("\n", "\r")):
-                self.lines[last] += nl
-            self.lines[last + 1:last + 1] = new
-        for i in sorted((entries[k] for k in drop if k in entries), reverse=True):
-            del self.lines[i]
-        if not any(k not in drop for k in entries) and not new:
+            if current.get(k) != v:
+                current[k] = v
+                self._touched.add(key)
+        for k in drop:
+            if k in current:
+                del current[k]
+                self._touched.add(key)
+        if not current:
             self.remove(key)
 
 
-def _strip_comment(s: str) -> str:
-    """Drop a trailing `` # comment`` that is outside quotes."""
-    quote = ""
-    for i, ch in enumerate(s):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and (i == 0 or s[i - 1].isspace()):
-            return s[:i].rstrip()
-    return s.rstrip()
-
-
-def parse_scalar(s: str) -> str | bool | int | None:
-    s = _strip_comment(s.strip())
-    if not s:
-        return None
-    if s[0] in "&*!|>":
-        raise UnsupportedYaml(f"unsupported YAML: {s[:20]}")
-    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
-        inner = s[1:-1]
-        return inner.replace("''", "'") if s[0] == "'" else inner.replace('\\"', '"')
-    low = s.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("null", "~"):
-        return None
-    if re.fullmatch(r"-?\d+", s):
-        return int(s)
-    return s
-
-
-def _split_flow(inner: str) -> list[str]:
-    parts, cur, quote = [], "", ""
-    for ch in inner:
-        if quote:
-            cur += ch
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-            cur += ch
-        elif ch in "[]{}":
-            raise UnsupportedYaml("nested flow collections")
-        elif ch == ",":
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        parts.append(cur)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _map_entry(s: str) -> tuple[str, Any]:
-    m = re.match(r"""(?P<k>"[^"]*"|'[^']*'|[^:#]+?)\s*:(?:\s+(?P<v>.*))?$""", s.strip())
-    if not m:
-        raise UnsupportedYaml(f"not a 'key: value' entry: {s.strip()[:40]}")
-    k = parse_scalar(m.group("k"))
-    return str(k), parse_scalar(m.group("v") or "")
-
-
-def parse_value(rest: str, body: list[str]) -> YamlValue:
-    """Parse one top-level value: ``rest`` is what follows ``key:``, ``body`` its lines."""
-    rest = _strip_comment(rest.strip())
-    content = [ln for ln in body if ln.strip() and not ln.strip().startswith("#")]
-    if rest:
-        text = rest + (" " + " ".join(ln.strip() for ln in content) if content else "")
-        text = _strip_comment(text)
-        if text.startswith("["):
-            if not text.endswith("]"):
-                raise UnsupportedYaml("unterminated flow sequence")
-            return [parse_scalar(p) for p in _split_flow(text[1:-1])]
-        if text.startswith("{"):
-            if not text.endswith("}"):
-                raise UnsupportedYaml("unterminated flow mapping")
-            return dict(_map_entry(p) for p in _split_flow(text[1:-1]))
-        if content:
-            raise UnsupportedYaml("multi-line scalar")
-        return parse_scalar(text)
-    if not content:
-        return None
-    indent = len(content[0]) - len(content[0].lstrip())
-    if any(len(ln) - len(ln.lstrip()) != indent for ln in content):
-        raise UnsupportedYaml("nested blocks")
-    if content[0].lstrip().startswith("- ") or content[0].strip() == "-":
-        items = []
-        for ln in content:
-            t = ln.strip()
-            if not (t.startswith("- ") or t == "-"):
-                raise UnsupportedYaml("mixed list and mapping")
-            item = t[1:].strip()
-            if item[:1] in "[{" or (re.match(r"[^'\"]*:\s", item) and not re.match(r"\w+://", item)):
-                raise UnsupportedYaml("nested collection in a list")
-            items.append(parse_scalar(item))
-        return items
-    return dict(_map_entry(ln) for ln in content)
-
-
-_PLAIN_SAFE = re.compile(r"[A-Za-z0-9_./~@%+=-][A-Za-z0-9_./~@%+=:,?&!*-]*$")
-
-
-def dump_scalar(v: Any) -> str:
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return "null"
-    if isinstance(v, int):
-        return str(v)
-    s = str(v)
-    if _PLAIN_SAFE.match(s) and ": " not in s and s.lower() not in ("true", "false", "yes", "no", "null", "on", "off") \
-            and not re.fullmatch(r"-?\d+(\.\d*)?", s):
-        return s
-    return "'" + s.replace("'", "''") + "'"
-
-
-def dump_key(key: str, value: YamlValue) -> list[str]:
-    """Block-style YAML lines for one top-level key (the way ``conda config`` writes them)."""
-    if isinstance(value, list):
-        if not value:
-            return [f"{key}: []"]
-        return [f"{key}:"] + [f"  - {dump_scalar(v)}" for v in value]
-    if isinstance(value, dict):
-        if not value:
-            return [f"{key}: {{}}"]
-        return [f"{key}:"] + [f"  {dump_scalar(k)}: {dump_scalar(v)}" for k, v in value.items()]
-    return [f"{key}: {dump_scalar(value)}"]
+def _seq_offset(block: list[str]) -> int | None:
+    """How far a block list's dashes sit right of their key (``key:`` then ``  - x``: 2), or None."""
+    key_indent = None
+    for line in block:
+        t = line.rstrip("\r\n")
+        stripped = t.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(t) - len(stripped)
+        if stripped.startswith("- ") or stripped == "-":
+            return max(0, indent - (key_indent or 0)) if key_indent is not None else None
+        key_indent = indent if stripped.rstrip().endswith(":") else None
+    return None
