@@ -3,8 +3,9 @@ pip.conf/.condarc readers and editors.
 
 Modules: :mod:`.catalog` (the catalog, user mirrors, :func:`index_urls`), :mod:`.probe`
 (``mirror test``: probing, ranking), :mod:`.use` (``mirror use``: the file edits and pip's
-precedence), :mod:`.confedit` (INI and YAML editors, backups), :mod:`.conflookup` (which
-pip/conda config files apply). The names below are the package's API. Note that
+precedence), :mod:`.confedit` (atomic writes, backups, diffs; re-exports the editors),
+:mod:`.pipconf` (the pip.conf editor), :mod:`.condarcdoc` (the .condarc editor, ruamel.yaml),
+:mod:`.conflookup` (which pip/conda config files apply). The names below are the package's API. Note that
 ``offpkg.mirrors.catalog`` is the *function* here; import the module as
 ``from offpkg.mirrors.catalog import ...``.
 """

@@ -61,18 +61,12 @@ class ProbeResult:
 
 
 def _describe(exc: BaseException, timeout: float) -> str:
-    """A one-line, redacted reason for a failed probe (the network layer's words, with the timeout)."""
-    import requests
-
+    """A one-line, redacted reason for a failed probe: the network layer's words, with the timeout."""
     from ..net.session import describe
 
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return f"connection timed out after {timeout:g} s"
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return f"no data for {timeout:g} s (read timed out)"
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         return redact_text(f"malformed index page: {exc}"[:200])
-    return describe(exc)
+    return describe(exc, timeout)
 
 
 def _version_of(filename: str) -> Any:
@@ -88,31 +82,12 @@ def _version_of(filename: str) -> Any:
     return None
 
 
-def _read_capped(resp: Any, cap: int, deadline: float, timeout: float) -> tuple[bytes, float | None, bool]:
-    """Read up to ``cap`` bytes: (data, seconds until the first byte, whether the body was cut)."""
-    import requests
-
-    chunks: list[bytes] = []
-    size = 0
-    first: float | None = None
-    for chunk in resp.iter_content(64 * 1024):
-        if first is None:
-            first = time.perf_counter()
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= cap:
-            return b"".join(chunks)[:cap], first, True
-        if time.perf_counter() > deadline:
-            raise requests.exceptions.ReadTimeout(f"slower than {timeout:g} s overall")
-    return b"".join(chunks), first, False
-
-
 def probe(mirror: Mirror, *, project: str = DEFAULT_PROBE_PROJECT, timeout: float = DEFAULT_TIMEOUT,
           cap: int = DOWNLOAD_CAP) -> ProbeResult:
     """Probe one PyPI mirror: latency to the first byte of ``<url>/<project>/`` and the
     throughput of one file linked there (read up to ``cap`` bytes). Never raises."""
     from ..net.pages import parse_page, project_url
-    from ..net.session import ACCEPT, make_session
+    from ..net.session import ACCEPT, make_session, read_capped
 
     result = ProbeResult(mirror.name, mirror.url)
     page_url = project_url(mirror.url, project)
@@ -128,7 +103,7 @@ def probe(mirror: Mirror, *, project: str = DEFAULT_PROBE_PROJECT, timeout: floa
                 if r.status_code >= 400:
                     result.error = f"HTTP {r.status_code} {r.reason or ''}".strip()
                     return result
-                body, first, _ = _read_capped(r, PAGE_CAP, t0 + timeout * deadline_factor, timeout)
+                body, first, _ = read_capped(r, PAGE_CAP, t0 + timeout * deadline_factor)
                 result.latency_ms = ((first or time.perf_counter()) - t0) * 1000
                 files = parse_page(body, r.headers.get("Content-Type", ""), r.url, encoding=r.encoding)
             versions = [(v, f) for f in files if (v := _version_of(f.filename)) is not None]
@@ -144,7 +119,7 @@ def probe(mirror: Mirror, *, project: str = DEFAULT_PROBE_PROJECT, timeout: floa
                     if d.status_code >= 400:
                         result.error = f"file download failed: HTTP {d.status_code}"
                         return result
-                    data, _, cut = _read_capped(d, cap, t1 + timeout * deadline_factor, timeout)
+                    data, _, cut = read_capped(d, cap, t1 + timeout * deadline_factor)
                 elapsed = max(time.perf_counter() - t1, 1e-6)
                 result.sample_bytes = len(data)
                 result.throughput_bps = len(data) / elapsed

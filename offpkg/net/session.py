@@ -146,13 +146,13 @@ def shared_session() -> Session:
     return _shared
 
 
-def describe(exc: BaseException) -> str:
-    """A short, redacted reason for a failed request."""
+def describe(exc: BaseException, timeout: float | None = None) -> str:
+    """A short, redacted reason for a failed request (naming ``timeout`` for a timeout, when given)."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return "connection timed out"
+        return "connection timed out" + (f" after {timeout:g} s" if timeout else "")
     if isinstance(exc, requests.Timeout) or "Read timed out" in text:
-        return "timed out"
+        return f"no data for {timeout:g} s (read timed out)" if timeout else "timed out"
     if isinstance(exc, requests.exceptions.SSLError):
         return redact_text("TLS error: " + str(exc)[-160:])
     if isinstance(exc, requests.exceptions.ProxyError):
@@ -170,6 +170,24 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return redact_text(text[:200])
+
+
+def read_capped(resp: requests.Response, cap: int, deadline: float) -> tuple[bytes, float | None, bool]:
+    """Read a streamed body up to ``cap`` bytes: (data, ``perf_counter`` at the first byte, whether
+    it was cut). ``ReadTimeout`` when it is still coming at ``deadline`` (``perf_counter`` time)."""
+    chunks: list[bytes] = []
+    size = 0
+    first: float | None = None
+    for chunk in resp.iter_content(64 * 1024):
+        if first is None:
+            first = time.perf_counter()
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= cap:
+            return b"".join(chunks)[:cap], first, True
+        if time.perf_counter() > deadline:
+            raise requests.exceptions.ReadTimeout("slower than the deadline overall")
+    return b"".join(chunks), first, False
 
 
 def get(url: str, *, session: requests.Session | None = None, headers: dict[str, str] | None = None,
