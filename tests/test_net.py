@@ -158,3 +158,64 @@ def test_index_client_and_mirror_test_share_the_proxy(repo: Path, monkeypatch: p
     host = urlsplit(srv.url).netloc
     assert proxy.seen.count(f"http://{host}/simple/small/") == 2, proxy.seen
     assert f"http://{host}/files/small-2.0-py3-none-any.whl" in proxy.seen
+
+
+def test_netrc_credentials_when_the_url_has_none(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FaultServer(repo, auth=("alice", "n3trc-pass")) as srv:
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login alice password n3trc-pass\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        files = IndexClient([srv.url]).files("small")
+        assert [f.filename for f in files] == ["small-2.0-py3-none-any.whl"]
+        assert srv.hits and all(h.authorization for h in srv.hits)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A private CA (as a corporate proxy has) and a certificate for 127.0.0.1 signed by it (openssl)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+
+    def ssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=offpkg test CA",
+        "-keyout", "ca.key", "-out", "ca.pem", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "srv.key", "-out", "srv.csr")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+        "-extfile", "ext.cnf", "-out", "srv.pem")
+    (d / "chain.pem").write_text((d / "srv.pem").read_text() + (d / "srv.key").read_text())
+    return d / "ca.pem", d / "chain.pem"
+
+
+def test_one_ca_bundle_for_index_client_and_mirror_test(repo: Path, tls: tuple[Path, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind a TLS-inspecting proxy the CA comes from PIP_CERT; bundle's client and `mirror test` both use it."""
+    import ssl
+
+    from offpkg.mirrors.catalog import user_mirror
+    from offpkg.mirrors.probe import probe
+
+    ca, chain = tls
+    for var in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(var, raising=False)
+    with FaultServer(repo) as srv:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(chain))
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        url = srv.url.replace("http://", "https://")
+        with pytest.raises(NetworkError):
+            IndexClient([url], retries=0).files("small")  # certifi's CAs do not know ours
+        bad = probe(user_mirror("tls", url), project="small", timeout=10)
+        assert not bad.ok and "TLS" in (bad.error or "")
+        monkeypatch.setenv("PIP_CERT", str(ca))
+        assert [f.filename for f in IndexClient([url]).files("small")] == ["small-2.0-py3-none-any.whl"]
+        good = probe(user_mirror("tls", url), project="small", timeout=10)
+        assert good.ok, good.error
