@@ -202,3 +202,24 @@ def test_the_core_never_prints() -> None:
                         and f.value.attr in ("stdout", "stderr"):
                     offenders.append(f"{mod}:{node.lineno} sys.{f.value.attr}.write()")
     assert offenders == []
+
+
+def test_no_package_name_shadows_its_submodule() -> None:
+    """``pkg.x`` must be the module ``pkg/x.py`` once imported: a function of the same name in
+    ``pkg/__init__`` would make ``import pkg.x as m`` and ``from pkg import x`` return the function."""
+    import importlib
+    import inspect
+
+    shadowed = []
+    for mod, path in _modules().items():
+        if path.name != "__init__.py":
+            continue
+        pkg = importlib.import_module(mod)
+        for sub in sorted(path.parent.glob("*.py")):
+            name = sub.stem
+            if name == "__init__":
+                continue
+            importlib.import_module(f"{mod}.{name}")
+            if not inspect.ismodule(getattr(pkg, name)):
+                shadowed.append(f"{mod}.{name}")
+    assert shadowed == []

@@ -219,3 +219,14 @@ def torch_index_base(config: Config) -> str:
             if m.kind == "pytorch" and m.name == name and m.layout == "pep503":
                 return m.url.rstrip("/")
     return OFFICIAL_TORCH
+
+
+def __getattr__(name: str) -> Any:
+    """The names of :mod:`.probe` and :mod:`.use` (``ProbeResult``, ``test_mirrors``, ``plan_use``...),
+    for callers that import this module as the pre-split ``mirrors``; resolved lazily (no import cycle)."""
+    from . import probe, use
+
+    for module in (probe, use):
+        if name in getattr(module, "__all__", ()) or (not name.startswith("_") and hasattr(module, name)):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
