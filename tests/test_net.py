@@ -219,3 +219,13 @@ def test_one_ca_bundle_for_index_client_and_mirror_test(repo: Path, tls: tuple[P
         assert [f.filename for f in IndexClient([url]).files("small")] == ["small-2.0-py3-none-any.whl"]
         good = probe(user_mirror("tls", url), project="small", timeout=10)
         assert good.ok, good.error
+
+
+def test_importing_the_network_layer_loads_no_http_stack() -> None:
+    """`offpkg verify` and `install` never talk to a network: `import offpkg.net` must not cost them requests."""
+    import subprocess
+    import sys
+
+    code = "import sys, offpkg.net, offpkg.verify; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -190,7 +190,7 @@ def conda_python_dists(prefix: Path) -> list[tuple[str, str]]:
     return sorted(out, key=lambda nv: nv[0].lower())
 
 
-def _pip_files(prefix: Path, records: list[dict[str, Any]]) -> set[str]:
+def pip_files(prefix: Path, records: list[dict[str, Any]]) -> set[str]:
     """Prefix-relative paths of the files the non-conda distributions installed (from their RECORD)."""
     owned, _ = _owned_paths(records)
     out: set[str] = set()
@@ -210,7 +210,7 @@ def _pip_files(prefix: Path, records: list[dict[str, Any]]) -> set[str]:
     return out
 
 
-def _editable_packages(prefix: Path) -> list[str]:
+def editable_packages(prefix: Path) -> list[str]:
     """Editable installs: a dist-info whose direct_url.json says editable, or a legacy .egg-link."""
     found: set[str] = set()
     for sp in _site_packages_dirs(prefix):

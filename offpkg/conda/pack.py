@@ -22,8 +22,8 @@ from typing import Any
 from ..errors import UsageError
 from ..events import Events
 from .checks import check_packable
-from .env import (BIN, CondaError, NotACondaEnvError, _editable_packages, _pip_files, conda_records, env_platform,
-                  env_python, pip_packages, resolve_env_name)
+from .env import (BIN, CondaError, NotACondaEnvError, conda_records, editable_packages, env_platform, env_python,
+                  pip_files, pip_packages, resolve_env_name)
 
 # The formats offpkg offers (conda-pack knows more; these are the ones install_packed reads back).
 FORMATS = ("tar.zst", "tar.gz", "zip", "no-archive")
@@ -185,7 +185,7 @@ def pack_env(
 
     records = conda_records(src)
     plat = env_platform(src)
-    if not ignore_editable and (editable := _editable_packages(src)):
+    if not ignore_editable and (editable := editable_packages(src)):
         raise EditablePackagesError(editable)
     pips = pip_packages(src)
 
@@ -211,7 +211,7 @@ def pack_env(
 
     files = list(env.files)
     if exclude_pip:
-        drop = _pip_files(src, records)
+        drop = pip_files(src, records)
         files = [f for f in files if f.target.replace("\\", "/") not in drop]
         env = CondaEnv(env.prefix, files)
     # What the target's `offpkg install` would refuse is refused here, in its words.
