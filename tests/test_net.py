@@ -229,3 +229,11 @@ def test_importing_the_network_layer_loads_no_http_stack() -> None:
     code = "import sys, offpkg.net, offpkg.verify; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_range_read_cut_short_is_a_network_error(repo: Path) -> None:
+    from fault_servers import Fault
+
+    with FaultServer(repo, [Fault("truncate", match="huge", after=100)]) as srv:
+        with pytest.raises(NetworkError, match="connection closed after 100 of 5000 bytes|while reading"):
+            net.read_range(_huge(srv), 0, 5000)

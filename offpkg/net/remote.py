@@ -13,10 +13,11 @@ import io
 import re
 
 import requests
+import urllib3
 
 from ..errors import NetworkError
 from ..redact import redact_url
-from .session import DEFAULT_TIMEOUT, get
+from .session import DEFAULT_TIMEOUT, describe, get
 
 # Bytes read per request at least: a zip's end record and central directory take a few
 # small reads; reading ahead keeps them to one or two requests.
@@ -48,7 +49,11 @@ def _range_get(url: str, header: str, *, session: requests.Session | None, timeo
             raise RangeNotSupported(f"{redact_url(url)} does not answer range requests (HTTP {r.status_code})",
                                     hint="the whole file would have to be downloaded")
         first, last = int(m.group(1)), int(m.group(2))
-        body = r.raw.read(last - first + 1, decode_content=False)
+        try:
+            body = r.raw.read(last - first + 1, decode_content=False)
+        except (OSError, urllib3.exceptions.HTTPError) as exc:  # reset, timeout mid-body
+            raise NetworkError(f"{redact_url(url)}: {describe(exc)} while reading bytes {first}-{last}",
+                               hint="check the network, or try again") from None
         if len(body) != last - first + 1:
             raise NetworkError(f"{redact_url(url)}: connection closed after {len(body)} of {last - first + 1} bytes")
         total = None if m.group(3) == "*" else int(m.group(3))
