@@ -237,3 +237,32 @@ def test_a_range_read_cut_short_is_a_network_error(repo: Path) -> None:
     with FaultServer(repo, [Fault("truncate", match="huge", after=100)]) as srv:
         with pytest.raises(NetworkError, match="connection closed after 100 of 5000 bytes|while reading"):
             net.read_range(_huge(srv), 0, 5000)
+
+
+def test_request_retries_an_upload_with_the_same_body() -> None:
+    """`net.request` (for uploads later): a 503 is retried, the body sent again whole, credentials included."""
+    got: list[tuple[int, bytes, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_PUT(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            code = 503 if not got else 201
+            got.append((code, body, self.headers.get("Authorization")))
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://up-token@127.0.0.1:{srv.server_address[1]}/bundles/b.tar"
+        r = net.request("PUT", url, data=b"x" * 1000, backoff=0.01)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert r.status_code == 201
+    assert [(c, len(b)) for c, b, _ in got] == [(503, 1000), (201, 1000)]
+    assert all(a and a.startswith("Basic ") for _, _, a in got)

@@ -12,7 +12,7 @@ retries and redaction. Modules, by concept:
 - :mod:`.cache`     the content-addressed download cache
 - :mod:`.remote`    range requests: parts of a remote file (e.g. one member of a wheel)
 
-The stable API is the functions below (``make_session``, ``get``, ``get_page``,
+The stable API is the functions below (``make_session``, ``request``, ``get``, ``get_page``,
 ``project_files``, ``download``, ``read_range``, ``open_remote``, ``wheel_metadata``) and the names they return. They import their
 modules lazily: ``import offpkg.net`` does not load requests, so commands that never
 touch the network (``verify``, ``install``) do not pay for it.
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # Function names differ from the module names on purpose: ``offpkg.net.fetch`` is the module,
 # ``offpkg.net.download`` the function (an import of a submodule would replace a same-named function).
-__all__ = ["make_session", "get", "get_page", "project_files", "download", "read_range", "open_remote",
+__all__ = ["make_session", "request", "get", "get_page", "project_files", "download", "read_range", "open_remote",
            "wheel_metadata"]
 
 
@@ -41,6 +41,13 @@ def make_session(pool: int = 16, *, user_agent: str | None = None) -> Session:
     from .session import make_session as _make
 
     return _make(pool, user_agent=user_agent)
+
+
+def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+    """Any HTTP request (e.g. an upload: ``data=bytes``) with the same retries (see :func:`.session.request`)."""
+    from .session import request as _request
+
+    return _request(method, url, **kwargs)
 
 
 def get(url: str, **kwargs: Any) -> requests.Response:

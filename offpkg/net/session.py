@@ -190,20 +190,22 @@ def read_capped(resp: requests.Response, cap: int, deadline: float) -> tuple[byt
     return b"".join(chunks), first, False
 
 
-def get(url: str, *, session: requests.Session | None = None, headers: dict[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT, retries: int = 2, backoff: float = 0.25,
-        stream: bool = False, what: str | None = None) -> requests.Response:
-    """GET ``url`` with retries; the final response (any status that is not retried).
+def request(method: str, url: str, *, session: requests.Session | None = None,
+            headers: dict[str, str] | None = None, timeout: float = DEFAULT_TIMEOUT, retries: int = 2,
+            backoff: float = 0.25, stream: bool = False, what: str | None = None,
+            data: bytes | None = None) -> requests.Response:
+    """One HTTP request with retries; the final response (any status that is not retried).
 
-    Connection errors, timeouts and :data:`RETRY_STATUS` answers are retried ``retries`` times;
-    after that :class:`IndexUnavailable` (a :class:`~offpkg.errors.NetworkError`) names
-    ``what`` (default: the redacted URL) and the last problem. The caller closes a streamed response.
+    Connection errors, timeouts and :data:`RETRY_STATUS` answers are retried ``retries`` times
+    (``data`` is bytes, so a retried upload sends the same body); after that
+    :class:`IndexUnavailable` (a :class:`~offpkg.errors.NetworkError`) names ``what`` (default:
+    the redacted URL) and the last problem. The caller closes a streamed response.
     """
     s = session or shared_session()
     attempt = 0
     while True:
         try:
-            r = s.get(url, headers=headers, timeout=timeout, stream=stream)
+            r = s.request(method, url, headers=headers, timeout=timeout, stream=stream, data=data)
         except requests.RequestException as exc:
             problem = describe(exc)
         else:
@@ -217,3 +219,11 @@ def get(url: str, *, session: requests.Session | None = None, headers: dict[str,
                                    hint="check the network and proxy settings (HTTPS_PROXY, PIP_CERT), "
                                         "or choose another mirror (`offpkg mirror test`)")
         time.sleep(min(8.0, backoff * 2 ** (attempt - 1)) * (0.5 + random.random()))
+
+
+def get(url: str, *, session: requests.Session | None = None, headers: dict[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT, retries: int = 2, backoff: float = 0.25,
+        stream: bool = False, what: str | None = None) -> requests.Response:
+    """GET ``url`` with retries (see :func:`request`)."""
+    return request("GET", url, session=session, headers=headers, timeout=timeout, retries=retries,
+                   backoff=backoff, stream=stream, what=what)
