@@ -160,6 +160,15 @@ def test_index_client_and_mirror_test_share_the_proxy(repo: Path, monkeypatch: p
     assert f"http://{host}/files/small-2.0-py3-none-any.whl" in proxy.seen
 
 
+def test_pip_proxy_is_honoured_like_pip(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    with FaultServer(repo) as srv, _Proxy() as proxy:
+        monkeypatch.setenv("PIP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        assert [f.filename for f in IndexClient([srv.url]).files("small")] == ["small-2.0-py3-none-any.whl"]
+    assert proxy.seen == [srv.url + "/small/"]
+
+
 def test_netrc_credentials_when_the_url_has_none(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with FaultServer(repo, auth=("alice", "n3trc-pass")) as srv:
         netrc = tmp_path / "netrc"

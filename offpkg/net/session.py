@@ -6,8 +6,8 @@ corporate proxy:
 
 - **CA bundle**: ``PIP_CERT``, then ``REQUESTS_CA_BUNDLE``, then ``SSL_CERT_FILE``
   (the first that names an existing file), else certifi's.
-- **Proxies**: ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment
-  (requests' ``trust_env``).
+- **Proxies**: ``PIP_PROXY`` (pip's own variable, for every URL, as pip uses it), else
+  ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` from the environment (requests' ``trust_env``).
 - **Credentials**: a URL's userinfo (``user:pass@``, and ``token@`` / ``token:@``,
   which requests would drop silently) is sent as basic auth on *every* request, by
   whichever caller; without userinfo, ``~/.netrc`` (or ``$NETRC``) is used. No keyring.
@@ -131,6 +131,10 @@ def make_session(pool: int = 16, *, user_agent: str | None = None) -> Session:
     if cert:
         s.verify = cert
     s.trust_env = True  # proxies from the environment, netrc
+    proxy = os.environ.get("PIP_PROXY")
+    if proxy:  # what pip behind the same proxy uses; register it: a proxy URL may carry a password
+        register_url_secrets(proxy)
+        s.proxies = {"http": proxy, "https": proxy}
     redact_library_logs()
     return s
 
