@@ -225,6 +225,7 @@ def test_one_ca_bundle_for_index_client_and_mirror_test(repo: Path, tls: tuple[P
         bad = probe(user_mirror("tls", url), project="small", timeout=10)
         assert not bad.ok and "TLS" in (bad.error or "")
         monkeypatch.setenv("PIP_CERT", str(ca))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(chain))  # pip's variable wins, as documented
         assert [f.filename for f in IndexClient([url]).files("small")] == ["small-2.0-py3-none-any.whl"]
         good = probe(user_mirror("tls", url), project="small", timeout=10)
         assert good.ok, good.error

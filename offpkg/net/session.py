@@ -115,6 +115,9 @@ class Session(requests.Session):
         register_url_secrets(url)  # a presigned URL's signature must not reach a debug log
         if kwargs.get("auth") is None:
             kwargs["auth"] = url_auth(url)  # None: requests falls back to ~/.netrc
+        if isinstance(self.verify, str) and kwargs.get("verify") is None:
+            # Per request: requests would otherwise let REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE win over PIP_CERT.
+            kwargs["verify"] = self.verify
         return super().request(method, url, *args, **kwargs)
 
 
