@@ -603,3 +603,19 @@ def test_cli_conda_pack_refusal_is_one_json_error(fresh_env: Path, tmp_path: Pat
     doc = json.loads(stdout)
     assert code == 3 and doc["ok"] is False and "symbolic link to an absolute path" in doc["error"]["message"]
     assert "Traceback" not in stderr and not (tmp_path / "e.tar.gz").exists()
+
+
+def test_an_unpacked_environment_packs_again(packed_dir: conda.PackResult, tmp_path: Path) -> None:
+    """An environment offpkg unpacked holds conda-pack's own scripts; packing it again leaves those out
+    (conda-pack writes them afresh) instead of doubling them, and the result installs."""
+    first = tmp_path / "first"
+    conda.install_packed(packed_dir.path, first, expected_platform=HOST, original_prefix=packed_dir.source_prefix)
+    assert (first / "bin" / "conda-unpack").is_file() and (first / "bin" / "activate.fish").is_file()
+    again = conda.pack_env(prefix=first, output=tmp_path / "again.tar.gz")
+    assert any("left out bin/activate.fish, bin/conda-unpack, bin/conda_unpack_progress.py" in w
+               for w in again.warnings), again.warnings
+    second = tmp_path / "second"
+    conda.install_packed(again.path, second, expected_platform=again.platform, original_prefix=again.source_prefix)
+    run = subprocess.run([str(second / "bin" / "python"), "-c", "import tinylib, sys; print(sys.prefix)"],
+                         capture_output=True, text=True, env=isolated_env(home=str(tmp_path)))
+    assert run.returncode == 0 and run.stdout.strip() == str(second), run.stderr

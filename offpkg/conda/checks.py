@@ -48,6 +48,50 @@ def pack_adds() -> list[str]:
     return names
 
 
+_MAX_SCRIPT = 1 << 20  # conda-pack's scripts are a few KiB; a bigger file is not one of them
+
+
+def _is_conda_unpack(data: bytes) -> bool:
+    """Whether ``data`` is a ``conda-unpack`` script conda-pack generated (its template's fixed lines)."""
+    return all(marker in data for marker in (b"from conda_unpack_progress import progressbar",
+                                             b"_prefix_records = [", b"prog='conda-unpack'"))
+
+
+def drop_conda_pack_leftovers(files: Sequence[Any]) -> tuple[list[Any], list[str]]:
+    """Leave out what an earlier conda-unpack left in the environment and conda-pack writes afresh.
+
+    An environment that was itself unpacked from a conda-pack archive (``offpkg install
+    --conda-prefix``) holds ``bin/conda-unpack``, its progress module and ``bin/activate.fish``;
+    packing it again would put each name into the archive twice, which the install refuses.
+    Only unmanaged files byte-identical to what conda-pack writes (or, for the generated
+    ``conda-unpack``, carrying its template's lines) are left out; any other file at one of
+    those names stays, and :func:`check_packable` refuses it as a clobbered file.
+    """
+    expected: dict[str, bytes | None] = {name: None for name in pack_adds()}
+    try:
+        from conda_pack import core
+
+        for src, target in core._scripts:
+            expected[target.replace("\\", "/")] = Path(src).read_bytes()
+        expected[f"{BIN}/conda_unpack_progress.py"] = (Path(core.__file__).parent / "_progress.py").read_bytes()
+    except (ImportError, AttributeError, OSError, ValueError):
+        pass  # another conda-pack layout: nothing is recognised, so nothing is left out
+    kept, dropped = [], []
+    for f in files:
+        target = f.target.replace("\\", "/")
+        if target in expected and not getattr(f, "is_conda", True) and not os.path.islink(f.source) \
+                and os.path.isfile(f.source) and os.path.getsize(f.source) <= _MAX_SCRIPT:
+            data = Path(f.source).read_bytes()
+            want = expected[target]
+            if (want is not None and data == want) or (want is None and _is_conda_unpack(data)):
+                dropped.append(target)
+                continue
+        kept.append(f)
+    notes = [f"left out {', '.join(sorted(dropped))}: left by an earlier conda-unpack; conda-pack writes them "
+             "afresh"] if dropped else []
+    return kept, notes
+
+
 def check_members(entries: Iterable[_Raw], *, where: str, lead: str | None = None, hint: str | None = None,
                   case_sensitive: bool = True) -> list[_Raw]:
     """The extraction rules over ``entries`` (UnsafeArchiveError: ``LEAD: member NAME REASON``)."""

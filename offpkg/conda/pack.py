@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import UsageError
 from ..events import Events
-from .checks import check_packable
+from .checks import check_packable, drop_conda_pack_leftovers
 from .env import (BIN, CondaError, NotACondaEnvError, conda_records, editable_packages, env_platform, env_python,
                   pip_files, pip_packages, resolve_env_name)
 
@@ -209,10 +209,12 @@ def pack_env(
     if ignore_missing_files:
         notes.append("packed with --ignore-missing-files: files conda recorded but that are gone stay missing")
 
-    files = list(env.files)
+    files, left_out = drop_conda_pack_leftovers(list(env.files))
+    notes += left_out
     if exclude_pip:
         drop = pip_files(src, records)
         files = [f for f in files if f.target.replace("\\", "/") not in drop]
+    if exclude_pip or left_out:
         env = CondaEnv(env.prefix, files)
     # What the target's `offpkg install` would refuse is refused here, in its words.
     notes += check_packable(src, files, output.name)
