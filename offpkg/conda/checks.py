@@ -129,7 +129,12 @@ def check_packable(src: Path, files: Sequence[Any], archive_name: str) -> list[s
     only in case: refused where the filesystem folds case).
     """
     lead = f"the conda environment {src} cannot be installed offline ({archive_name})"
-    entries = [entry_of(f.source, f.target.replace("\\", "/")) for f in files]
+    entries = []
+    for f in files:
+        try:
+            entries.append(entry_of(f.source, f.target.replace("\\", "/")))
+        except FileNotFoundError:
+            continue  # gone since conda-pack listed it: conda-pack itself reports a missing file
     entries += [_Raw(name, "file", 0, 0o755, None, "") for name in pack_adds()]
     check_members(entries, where=archive_name, lead=lead, hint=HINT_BUILD)
     for f in files:
