@@ -276,3 +276,21 @@ def test_request_retries_an_upload_with_the_same_body() -> None:
     assert r.status_code == 201
     assert [(c, len(b)) for c, b, _ in got] == [(503, 1000), (201, 1000)]
     assert all(a and a.startswith("Basic ") for _, _, a in got)
+
+
+def test_wheel_metadata_uses_pep_658_where_the_index_offers_it(tmp_path: Path) -> None:
+    root = tmp_path / "idx"
+    files = root / "files"
+    wheel = build_wheel(Dist("meta", "1.0", ["six"]), files, payload=random.Random(1).randbytes(300_000))
+    write_simple_index(files, root)
+    with zipfile.ZipFile(wheel) as zf:
+        (files / (wheel.name + ".metadata")).write_bytes(zf.read("meta-1.0.dist-info/METADATA"))
+    page = root / "simple" / "meta" / "index.html"
+    page.write_text(page.read_text().replace("<a href=", '<a data-core-metadata="true" href='))
+    with FaultServer(root) as srv:
+        (f,) = net.get_page(srv.url + "/meta/")
+        assert f.has_metadata
+        assert "Requires-Dist: six" in (net.wheel_metadata(f) or "")
+        wheel_hits = [h for h in srv.hits if h.path.endswith(".whl")]
+        assert [h.path for h in srv.hits if h.path.endswith(".metadata")] == [f"/files/{wheel.name}.metadata"]
+    assert wheel_hits == []  # not one byte of the wheel itself

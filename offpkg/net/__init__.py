@@ -113,25 +113,30 @@ def open_remote(url: str, **kwargs: Any) -> Any:
 
 
 def wheel_metadata(file: DistFile, *, session: requests.Session | None = None, timeout: float = 30.0) -> str | None:
-    """A remote wheel's METADATA without downloading it: the index's PEP 658 ``.metadata`` file,
-    else the ``*.dist-info/METADATA`` member read by range requests. None when neither works."""
+    """A remote wheel's METADATA without downloading the wheel: the index's PEP 658 ``.metadata``
+    file where the page advertises one, else the ``*.dist-info/METADATA`` member read by range
+    requests (then ``.metadata`` once more, for an index that serves it unadvertised). None when
+    neither works; never the whole wheel."""
     import zipfile
 
     from ..errors import NetworkError
     from .remote import RemoteFile
     from .session import get as _get
 
-    try:
-        r = _get(file.url + ".metadata", session=session, timeout=timeout)
-        if r.status_code == 200:
-            return r.content.decode("utf-8", errors="replace")
-    except NetworkError:
-        pass
+    def pep658() -> str | None:
+        try:
+            r = _get(file.url + ".metadata", session=session, timeout=timeout)
+        except NetworkError:
+            return None
+        return r.content.decode("utf-8", errors="replace") if r.status_code == 200 else None
+
+    if file.has_metadata and (text := pep658()) is not None:
+        return text
     try:
         with zipfile.ZipFile(RemoteFile(file.url, session=session, timeout=timeout)) as zf:
             names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) != 1:
-                return None
-            return zf.read(names[0]).decode("utf-8", errors="replace")
+            if len(names) == 1:
+                return zf.read(names[0]).decode("utf-8", errors="replace")
     except (NetworkError, zipfile.BadZipFile, OSError, KeyError):
-        return None
+        pass
+    return None if file.has_metadata else pep658()
