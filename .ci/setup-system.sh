@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# System tools the tests need (append lines; each is guarded so a rerun is cheap).
+# System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
 set -euo pipefail
-command -v openssl >/dev/null || apt-get install -y --no-install-recommends openssl
+command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
+command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssl)

@@ -21,7 +21,7 @@ from offpkg import net
 from offpkg.errors import NetworkError
 from offpkg.net.index import IndexClient
 from offpkg.net.pages import parse_page
-from offpkg.net.remote import RangeNotSupported, RemoteFile
+from offpkg.net.ranged import RangeFile, RangesUnsupported
 from pkgfactory import Dist, build_wheel, write_simple_index
 
 PAYLOAD = 2 << 20  # incompressible: the wheel is about 2 MiB
@@ -54,7 +54,7 @@ def test_read_range_returns_exact_bytes(repo: Path) -> None:
 def test_remote_wheel_member_without_downloading_it(repo: Path) -> None:
     size = (repo / "files/huge-1.0-py3-none-any.whl").stat().st_size
     with FaultServer(repo) as srv:
-        rf = RemoteFile(_huge(srv))
+        rf = RangeFile(_huge(srv))
         with zipfile.ZipFile(rf) as zf:
             meta = zf.read("huge-1.0.dist-info/METADATA").decode()
     assert "Requires-Dist: numpy>=1" in meta
@@ -78,10 +78,10 @@ def test_credentials_reach_every_request(repo: Path) -> None:
 
 def test_server_without_ranges_is_refused_not_downloaded(repo: Path) -> None:
     with FaultServer(repo, ranges=False) as srv:
-        with pytest.raises(RangeNotSupported, match="does not answer range requests"):
+        with pytest.raises(RangesUnsupported, match="does not answer range requests"):
             net.read_range(_huge(srv), 0, 10)
-        with pytest.raises(RangeNotSupported):
-            RemoteFile(_huge(srv))
+        with pytest.raises(RangesUnsupported):
+            RangeFile(_huge(srv))
 
 
 def test_one_parser_for_html_and_json() -> None:

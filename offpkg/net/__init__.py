@@ -10,7 +10,7 @@ retries and redaction. Modules, by concept:
 - :mod:`.index`     :class:`IndexClient`: project pages over indexes, mirrors and find-links
 - :mod:`.fetch`     parallel, resumable, hash-verified downloads into the cache
 - :mod:`.cache`     the content-addressed download cache
-- :mod:`.remote`    range requests: parts of a remote file (e.g. one member of a wheel)
+- :mod:`.ranged`    range requests: parts of a remote file (one member of a wheel, its METADATA)
 
 The stable API is the functions below (``make_session``, ``request``, ``get``, ``get_page``,
 ``project_files``, ``download``, ``read_range``, ``open_remote``, ``wheel_metadata``) and the names they return. They import their
@@ -100,43 +100,27 @@ def download(file: DistFile, *, cache: Path | None = None, timeout: float = 30.0
 
 def read_range(url: str, start: int, end: int, **kwargs: Any) -> bytes:
     """Bytes ``[start, end)`` of ``url`` by an HTTP range request (never the whole file)."""
-    from .remote import read_range as _read_range
+    from .ranged import read_range as _read_range
 
     return _read_range(url, start, end, **kwargs)
 
 
 def open_remote(url: str, **kwargs: Any) -> Any:
     """A seekable read-only file over ``url`` (range requests): ``zipfile.ZipFile(open_remote(url))``."""
-    from .remote import RemoteFile
+    from .ranged import RangeFile
 
-    return RemoteFile(url, **kwargs)
+    return RangeFile(url, **kwargs)
 
 
 def wheel_metadata(file: DistFile, *, session: requests.Session | None = None, timeout: float = 30.0) -> str | None:
     """A remote wheel's METADATA without downloading the wheel: the index's PEP 658 ``.metadata``
     file where the page advertises one, else the ``*.dist-info/METADATA`` member read by range
     requests (then ``.metadata`` once more, for an index that serves it unadvertised). None when
-    neither works; never the whole wheel."""
-    import zipfile
-
+    neither works; never the whole wheel. (:func:`.ranged.fetch_metadata` raises instead.)"""
     from ..errors import NetworkError
-    from .remote import RemoteFile
-    from .session import get as _get
+    from .ranged import fetch_metadata
 
-    def pep658() -> str | None:
-        try:
-            r = _get(file.url + ".metadata", session=session, timeout=timeout)
-        except NetworkError:
-            return None
-        return r.content.decode("utf-8", errors="replace") if r.status_code == 200 else None
-
-    if file.has_metadata and (text := pep658()) is not None:
-        return text
     try:
-        with zipfile.ZipFile(RemoteFile(file.url, session=session, timeout=timeout)) as zf:
-            names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) == 1:
-                return zf.read(names[0]).decode("utf-8", errors="replace")
-    except (NetworkError, zipfile.BadZipFile, OSError, KeyError):
-        pass
-    return None if file.has_metadata else pep658()
+        return fetch_metadata(file.url, session, timeout=timeout, size=file.size, pep658=file.has_metadata)
+    except NetworkError:
+        return None
