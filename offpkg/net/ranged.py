@@ -4,7 +4,7 @@ A wheel is a zip whose central directory sits at its end, so :class:`RangeFile` 
 :mod:`zipfile` read one member (``*.dist-info/METADATA``, ``torch/version.py``) with a
 few small requests instead of fetching a multi-GB torch wheel: the first request reads
 the file's last 64 KiB (the end record and, for most wheels, the whole central
-directory), later reads are at least 64 KiB and kept. :func:`read_range` reads one
+directory), later reads are at least 16 KiB and kept. :func:`read_range` reads one
 byte range. Requests go through the network layer's session (CA, proxies, the URL's
 credentials) with its retries. A server that ignores ``Range`` (answers 200 with the
 whole body) is refused with :class:`RangesUnsupported` instead of silently
@@ -28,9 +28,11 @@ from .session import DEFAULT_TIMEOUT, describe, get
 
 # The most bytes one RangeFile may pull (a METADATA or version.py is a few KB).
 MEMBER_CAP = 8 << 20
-# Bytes read per request at least: a zip's end record and central directory take a few
-# small reads; reading ahead keeps them to one or two requests.
-MIN_READ = 64 << 10
+# The first request reads the file's last TAIL bytes: the zip's end record and, for most
+# wheels, its whole central directory. Later reads ask for at least READ_AHEAD bytes, so a
+# member's local header, name and data (zipfile reads them separately) take one request.
+TAIL = 64 << 10
+READ_AHEAD = 16 << 10
 
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -100,7 +102,7 @@ class RangeFile(io.RawIOBase):
         self.requests = 0
         self._blocks: dict[int, bytes] = {}  # first byte -> bytes
         if size is None:
-            tail, first, total = _range_get(url, f"bytes=-{MIN_READ}", session=session, timeout=timeout, retries=2)
+            tail, first, total = _range_get(url, f"bytes=-{TAIL}", session=session, timeout=timeout, retries=2)
             self._count(len(tail))
             self._blocks[first] = tail
             size = total if total is not None else first + len(tail)
@@ -139,7 +141,7 @@ class RangeFile(io.RawIOBase):
         start, end = self.pos, self.pos + n
         data = self._cached(start, end)
         if data is None:
-            block = read_range(self.url, start, min(self.size, max(end, start + MIN_READ)), session=self.session,
+            block = read_range(self.url, start, min(self.size, max(end, start + READ_AHEAD)), session=self.session,
                                timeout=self.timeout)
             self._count(len(block))
             self._blocks[start] = block
