@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 import condaenv
-from conftest import Index, assert_clean_error, run_offpkg, serve
-from offpkg.conda import env as conda
+from helpers import Index, assert_clean_error, run_offpkg, serve
+from offpkg import conda
 from offpkg._subprocess import isolated_env
 from pkgfactory import Dist, build_wheel, write_simple_index
 
@@ -348,6 +348,17 @@ def test_wrong_platform_exits_6_and_leaves_no_prefix(plain_bundle: Path, tmp_pat
     assert not prefix.exists()
 
 
+def test_a_prefix_merely_holding_the_marker_file_is_never_deleted(plain_bundle: Path, tmp_path: Path,
+                                                                  menv: dict[str, str]) -> None:
+    prefix = tmp_path / "env"
+    prefix.mkdir()
+    (prefix / ".offpkg-incomplete").write_text("offpkg install in progress\n")  # no run record: not offpkg's
+    (prefix / "keep.txt").write_text("mine")
+    proc = _install(menv, plain_bundle, prefix, None)
+    assert_clean_error(proc, 9, "already exists")
+    assert sorted(p.name for p in prefix.iterdir()) == [".offpkg-incomplete", "keep.txt"]
+
+
 def test_existing_prefix_is_refused(plain_bundle: Path, tmp_path: Path, menv: dict[str, str]) -> None:
     prefix = tmp_path / "busy"
     prefix.mkdir()
@@ -359,14 +370,19 @@ def test_existing_prefix_is_refused(plain_bundle: Path, tmp_path: Path, menv: di
 
 def test_leftover_of_an_interrupted_install_is_replaced(plain_bundle: Path, tmp_path: Path, menv: dict[str, str],
                                                         src_env: Path, offline: tuple[str, ...]) -> None:
+    """What a killed run leaves: its record beside the prefix and its marker (same run id) inside."""
+    from offpkg import ownership
+
     prefix = tmp_path / "env"
-    (prefix / "bin").mkdir(parents=True)
+    rec = ownership.begin(prefix, "create", plain_bundle)
+    ownership.make_dir(prefix, rec)
+    (prefix / "bin").mkdir()
     (prefix / "bin" / "half-written").write_text("x")
-    (prefix / ".offpkg-incomplete").write_text("offpkg install in progress\n")  # what a killed install leaves
     proc = _install(menv, plain_bundle, prefix, offline)
     assert proc.returncode == 0, proc.stderr
-    assert "left over from an interrupted install" in proc.stderr
-    assert not (prefix / "bin" / "half-written").exists() and not (prefix / ".offpkg-incomplete").exists()
+    assert "was creating it and was interrupted" in proc.stderr
+    assert not (prefix / "bin" / "half-written").exists() and not (prefix / ownership.MARKER).exists()
+    assert not ownership.record_path(prefix).exists()
     _assert_relocated(prefix, src_env)
 
 
@@ -421,3 +437,19 @@ def test_failure_after_unpacking_removes_the_prefix(src_env: Path, tmp_path: Pat
     proc = _install(menv, out, prefix, offline)
     assert_clean_error(proc, 6, "was not made for", "tokenlike-0.3.0-cp39-abi3-macosx_11_0_arm64.whl")
     assert prefix.is_dir() and not list(prefix.iterdir())
+
+
+def test_bundle_refuses_an_environment_the_install_would_refuse(conda_fx: condaenv.CondaFixture, tmp_path: Path,
+                                                                menv: dict[str, str], index: Index) -> None:
+    """13.7: a link out of the prefix is found on the build host (exit 3, the install's words), not in the
+    server room; nothing is written at OUT and no temporary is left beside it."""
+    env = _make_env(conda_fx, tmp_path / "env")
+    os.symlink("/usr/share", env / "share" / "host-share")
+    out = tmp_path / "out" / "bundle"
+    out.parent.mkdir()
+    proc = _bundle(menv, "--conda-env", str(env), "-i", index.url, "-o", str(out))
+    assert_clean_error(proc, 3, "cannot be installed offline",
+                       "member 'share/host-share' is a symbolic link to an absolute path")
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False and "offpkg install would refuse" in doc["error"]["hint"]
+    assert list(out.parent.iterdir()) == []
