@@ -68,6 +68,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # --base: an offpkg.updates.delta.BaseState; the bundle is written as a delta of it.
+    base: Any = None
 
 
 @dataclass
@@ -483,6 +485,12 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.base is not None:
+            from .updates.delta import make_delta
+
+            # Built and smoke-tested complete above; now drop what the base already holds.
+            manifest, _ = make_delta(stage, manifest, opts.base)
+            write_manifest(stage, manifest)
         t4 = time.monotonic()
         if kind == "dir":
             commit(stage, opts.output, opts.force)

@@ -50,13 +50,15 @@ def _is_torch(requirement: str) -> bool:
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--base", "base", default=None, type=click.Path(), metavar="OLD",
+              help="Write a delta: only the files OLD lacks (OLD: a bundle, its offpkg.json, or a venv's receipt).")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           as_json: bool) -> None:
+           base: str | None, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -102,6 +104,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
 
         apply_cuda(opts, cuda, torch_version, index_base=torch_index)
     hook = _smoke_hook(stack) if smoke else None
+    if base:
+        from ...updates.delta import load_base
+
+        opts.base = load_base(Path(base))
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
         if conda_env:
@@ -113,6 +119,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         elif pip_as_wheels:
             raise click.UsageError("--pip-as-wheels goes with --conda-env")
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
+    from ...updates.delta import delta_info
+
     m = res.manifest
     verified = (m.verification or {}).get("verified")
     payload = {
@@ -121,6 +129,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+        "delta": delta_info(m),
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -137,6 +146,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["delta", f"of base {m.delta.base_manifest_sha256[:16]}…: carries "
+                         f"{payload['delta']['carried_files']} files, the base provides "
+                         f"{payload['delta']['provided_files']} ({ui.human_size(payload['delta']['provided_bytes'])})"]]
+              if m.delta else []),
         ])
     if smoke and not verified:
         from ...errors import VerificationError
