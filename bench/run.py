@@ -707,6 +707,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv)[:1] == ["updates"]:  # the update scenario: bench/updates.py
+        return __import__("updates").main((sys.argv[1:] if argv is None else argv)[1:])
     args = parse_args(argv)
     try:
         from offpkg.backends import uv_binary

@@ -290,6 +290,11 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
     events = events or Events()
     bundle = Path(bundle)
     venv = Path(venv).absolute()
+    recovered: list[str] = []
+    if upgrade:
+        from .updates.sync import recover_if_needed
+
+        recovered = recover_if_needed(venv)  # a killed upgrade may have left V mid-swap
     syncing = upgrade and (venv / "pyvenv.cfg").is_file() and not (venv / INCOMPLETE).exists()
     # An upgrade keeps the venv's own interpreter: its target is what the bundle must fit.
     python = Path(python) if python else (venv_python(venv) if syncing else Path(sys.executable))
@@ -307,7 +312,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         ti = choose_target(manifest, host)
         warnings = check_cuda(manifest, host.gpu, force)
         if syncing:
-            return _sync(bundle, bdir, manifest, report, venv, ti, backend, keep, warnings, events)
+            return _sync(bundle, bdir, manifest, report, venv, ti, backend, keep, warnings, events, recovered)
         created = False
         if venv.exists():
             if (venv / INCOMPLETE).exists():
@@ -364,7 +369,8 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
 
 
 def _sync(bundle: Path, bdir: Path, manifest: Manifest, report: VerifyReport, venv: Path, ti: int,
-          backend: str | None, keep: int | None, warnings: list[str], events: Events) -> InstallResult:
+          backend: str | None, keep: int | None, warnings: list[str], events: Events,
+          recovered: list[str]) -> InstallResult:
     """``--upgrade`` of an existing venv: the atomic sync of offpkg.updates.sync."""
     from .updates.sync import sync_upgrade
 
@@ -375,6 +381,7 @@ def _sync(bundle: Path, bdir: Path, manifest: Manifest, report: VerifyReport, ve
                              bdir / "wheels" if bundle.is_dir() and manifest.delta is None else None)
         res = sync_upgrade(bundle=bundle, bdir=bdir, manifest=manifest, venv=venv, ti=ti, installer=installer,
                            workdir=Path(wd), keep=1 if keep is None else keep, pip_conf=conf, events=events,
+                           recovered=recovered,
                            write_receipt=lambda where, **extra: write_receipt(where, bundle, bdir, manifest, ti,
                                                                               installer.name, pkgs, **extra))
     return InstallResult(venv, venv_python(venv), ti, len(pkgs), installer.name, report, warnings, res.to_json())

@@ -357,6 +357,17 @@ def recover(layout: Layout) -> list[str]:
     return done
 
 
+def recover_if_needed(venv: Path) -> list[str]:
+    """Before deciding what to do with ``venv``: finish or undo a killed upgrade or rollback of it, if any."""
+    layout = Layout.of(venv)
+    if not layout.parent.is_dir():
+        return []
+    if state.read_journal(layout) is None and not layout.leftovers("stage") and not layout.leftovers("trash"):
+        return []
+    with state.VenvLock(layout):
+        return recover(layout)
+
+
 def swap_in(layout: Layout, stage: Path, gen: Path) -> str:
     """Make ``stage`` the venv and the venv ``gen``; atomic where renameat2 exists."""
     crash_point("before-swap")
@@ -383,7 +394,8 @@ def prune(layout: Layout, keep: int) -> list[Path]:
 # ------------------------------------------------------------------ the upgrade
 
 def sync_upgrade(*, bundle: Path, bdir: Path, manifest: Manifest, venv: Path, ti: int, installer: Any,
-                 workdir: Path, keep: int, write_receipt: Any, pip_conf: str, events: Events) -> SyncResult:
+                 workdir: Path, keep: int, write_receipt: Any, pip_conf: str, events: Events,
+                 recovered: list[str] | None = None) -> SyncResult:
     """Upgrade ``venv`` to exactly the bundle's lock for target ``ti``, atomically (see the module docstring)."""
     layout = Layout.of(venv)
     if layout.venv.is_symlink():
@@ -391,8 +403,15 @@ def sync_upgrade(*, bundle: Path, bdir: Path, manifest: Manifest, venv: Path, ti
     if os.name == "nt":
         raise InputError("atomic upgrades are not supported on Windows yet; install the bundle into a new venv")
     with state.VenvLock(layout):
-        recovered = recover(layout)
+        recovered = (recovered or []) + recover(layout)
         receipt = read_receipt(layout.venv)
+        this = hashlib.sha256((bdir / "offpkg.json").read_bytes()).hexdigest()
+        if receipt and receipt.get("bundle_manifest_sha256") == this and receipt.get("target") == ti:
+            # Already this bundle's state (a rerun after a crash that finished the swap): nothing to do.
+            plan = SyncPlan([], [], sorted(installed(layout.venv)))
+            kept = [p for _, p in layout.generations()]
+            gen = kept[-1] if kept else None
+            return SyncResult(plan, gen, kept, sum(state.unique_bytes(p) for p in kept), "none", recovered)
         check_base(manifest, layout.venv, receipt)
         plan = plan_sync(manifest, ti, layout.venv, receipt)
         old_id = state_id(layout.venv)
