@@ -57,12 +57,19 @@ def _netns() -> list[str]:
     return []
 
 
+LAST: dict = {}
+
+
 def _offpkg(args: list[str], env: dict[str, str], prefix: list[str] = ()) -> float:  # type: ignore[assignment]
+    """Wall time of one offpkg command (its --json document is kept in LAST)."""
     t0 = time.monotonic()
-    proc = subprocess.run([*prefix, sys.executable, "-m", "offpkg", *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run([*prefix, sys.executable, "-m", "offpkg", *args, "--json"], env=env, capture_output=True,
+                          text=True)
     took = time.monotonic() - t0
     if proc.returncode != 0:
         raise SystemExit(f"error: offpkg {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    LAST.clear()
+    LAST.update(json.loads(proc.stdout))
     return took
 
 
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                  "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                              "load_average_start": list(os.getloadavg())}}
     try:
-        common = ["-i", a.index_url, "--json"]
+        common = ["-i", a.index_url]
         print(f"bundling v1 ({old}), v2 (newest + {add}) and the delta ...", file=sys.stderr)
         res["bundle_v1_s"] = _offpkg(["bundle", *reqs, old, "-o", str(work / "v1"), *common], env)
         res["bundle_v2_s"] = _offpkg(["bundle", *reqs, add, "-o", str(work / "v2"), *common], env)
@@ -111,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
                                         env, net)
         res["fresh_install_s"] = _offpkg(["install", str(work / "v2"), "--venv", str(work / "fresh")], env, net)
         res["sync_ratio"] = res["sync_upgrade_s"] / res["fresh_install_s"]
+        res["sync_upgrade_changes"] = {k: LAST["upgrade"][k] for k in ("installed", "removed", "unchanged",
+                                                                         "kept_bytes")}
         res["rollback_s"] = _offpkg(["rollback", "--venv", str(work / "venv")], env, net)
+        res["rollback_swap_s"], res["rollback_cleanup_s"] = LAST["seconds_swap"], LAST["seconds_cleanup"]
+        res["offpkg_startup_s"] = min(_offpkg(["config", "show"], env) for _ in range(3))
         res["machine"]["load_average_end"] = list(os.getloadavg())
     finally:
         if not a.keep:
@@ -123,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(res, indent=1) + "\n")
     print(f"delta {res['delta_bytes'] / 1e6:.1f} MB of {res['full_bytes'] / 1e6:.1f} MB "
           f"({100 * res['delta_ratio']:.2f} %); sync upgrade {res['sync_upgrade_s']:.2f} s vs fresh install "
-          f"{res['fresh_install_s']:.2f} s ({res['sync_ratio']:.2f} x); rollback {res['rollback_s']:.2f} s")
+          f"{res['fresh_install_s']:.2f} s ({res['sync_ratio']:.2f} x); rollback {res['rollback_s']:.2f} s "
+          f"(swap {res['rollback_swap_s']:.3f} s, cleanup {res['rollback_cleanup_s']:.2f} s; "
+          f"offpkg's own start-up {res['offpkg_startup_s']:.2f} s)")
     for g in res["goals"]:
         print(f"  {'met ' if g['met'] else 'MISS'} {g['what']}: {g['value']} (goal {g['goal']})")
     print(f"written to {out}")

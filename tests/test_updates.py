@@ -381,3 +381,25 @@ def test_conda_prefix_upgrade_is_refused_clearly(bundles, tmp_path, env, offpkg)
     proc = offpkg(["install", str(bundles["v1"]), "--conda-prefix", str(tmp_path / "p"), "--upgrade"], env)
     assert_clean_error(proc, 2, "--conda-prefix does not support --upgrade", "new prefix")
 
+
+
+def test_multi_target_delta(upd_index, tmp_path, env, offpkg, offline) -> None:
+    """A two-target bundle (CPython 3.10 and this host) as a delta: verified alone, applied to the host's venv."""
+    from offpkg.manifest import Manifest
+    from offpkg.target import Target
+
+    py310 = tmp_path / "py310.json"
+    py310.write_text(json.dumps(Target.from_options("3.10", ["manylinux_2_28_x86_64"]).to_json()))
+    assert offpkg(["probe", "-o", str(tmp_path / "host.json")], env).returncode == 0
+    targets = ["--target", str(py310), "--target", str(tmp_path / "host.json")]
+    bundle(offpkg, env, upd_index, tmp_path / "m1", V1, *targets)
+    bundle(offpkg, env, upd_index, tmp_path / "m2", V2, *targets, "--base", str(tmp_path / "m1"))
+    m = Manifest.read(tmp_path / "m2")
+    assert len(m.targets) == 2 and [p for p in m.delta.provided if "keepme" in p]
+    assert offpkg(["verify", str(tmp_path / "m2")], env).returncode == 0
+    venv = tmp_path / "env"
+    assert install(offpkg, env, offline, tmp_path / "m1", venv).returncode == 0
+    up = install(offpkg, env, offline, tmp_path / "m2", venv, "--upgrade")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["target"] == 1
+    assert dists(venv) == {"app": "2.0", "lib": "2.0", "newpkg": "1.0", "keepme": "1.0"}

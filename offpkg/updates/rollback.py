@@ -9,6 +9,7 @@ reinstalled and no file is rewritten, so the result is the earlier state bit for
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,15 @@ class RollbackResult:
     generations_left: list[Path]
     kept_bytes: int
     recovered: list[str]
+    seconds_swap: float = 0.0  # the exchange itself
+    seconds_cleanup: float = 0.0  # removing the state rolled back from
 
     def to_json(self) -> dict[str, Any]:
         return {"venv": str(self.venv), "restored_from": str(self.restored_from), "bundle": self.bundle,
                 "bundle_manifest_sha256": self.bundle_manifest_sha256,
                 "generations_left": [str(g) for g in self.generations_left], "kept_bytes": self.kept_bytes,
-                "recovered": self.recovered}
+                "recovered": self.recovered, "seconds_swap": round(self.seconds_swap, 4),
+                "seconds_cleanup": round(self.seconds_cleanup, 4)}
 
 
 def generations_info(venv: Path) -> dict[str, Any]:
@@ -68,7 +72,10 @@ def rollback(venv: Path, *, keep: int | None = None, events: Events | None = Non
         undone = state_id(layout.venv)
         state.write_journal(layout, op="rollback", gen=gen.name, undone_id=undone)
         events.stage("rollback", f"restoring {gen.name}")
+        t0 = time.monotonic()
         if state.exchange(gen, layout.venv):
+            state.fsync_dir(layout.parent)
+            t1 = time.monotonic()
             crash_point("rollback-swapped")
             state.remove_tree(gen, layout)  # now holds the state rolled back from
         else:
@@ -76,8 +83,9 @@ def rollback(venv: Path, *, keep: int | None = None, events: Events | None = Non
             os.rename(layout.venv, aside)
             os.rename(gen, layout.venv)
             state.fsync_dir(layout.parent)
+            t1 = time.monotonic()
             state.remove_tree(aside, layout)
-        state.fsync_dir(layout.parent)
+        t2 = time.monotonic()
         state.clear_journal(layout)
         events.done("rollback")
         left = [p for _, p in layout.generations()]
@@ -87,4 +95,4 @@ def rollback(venv: Path, *, keep: int | None = None, events: Events | None = Non
             left = [p for _, p in layout.generations()]
         r = read_receipt(layout.venv) or {}
         return RollbackResult(layout.venv, gen, r.get("bundle"), r.get("bundle_manifest_sha256"), left,
-                              sum(state.unique_bytes(p) for p in left), recovered)
+                              sum(state.unique_bytes(p) for p in left), recovered, t1 - t0, t2 - t1)

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from .._subprocess import isolated_env, run
 from ..errors import InputError, InstallError, OffpkgError, SubprocessError, TargetMismatchError
@@ -140,6 +141,16 @@ def check_base(manifest: Manifest, venv: Path, receipt: dict[str, Any] | None) -
                  f"({venv / RECEIPT})")
 
 
+def _same_version(a: str | None, b: str) -> bool:
+    """PEP 440 equality (METADATA may spell a version differently from the wheel's file name)."""
+    if a is None:
+        return False
+    try:
+        return Version(a) == Version(b)
+    except InvalidVersion:
+        return a == b
+
+
 def plan_sync(manifest: Manifest, ti: int, venv: Path, receipt: dict[str, Any] | None) -> SyncPlan:
     have = installed(venv)
     old_locked = {canonicalize_name(str(e.get("name"))): e for e in (receipt or {}).get("locked") or []
@@ -149,8 +160,8 @@ def plan_sync(manifest: Manifest, ti: int, venv: Path, receipt: dict[str, Any] |
     install, unchanged, missing = [], [], []
     for name, p in sorted(want.items()):
         old = old_locked.get(name)
-        same = have.get(name) == p.version and (old is None or old.get("version") != p.version
-                                                 or old.get("sha256") == p.sha256)
+        same = _same_version(have.get(name), p.version) and (
+            old is None or not _same_version(str(old.get("version")), p.version) or old.get("sha256") == p.sha256)
         if same:
             unchanged.append(name)
         elif p.path in provided:
