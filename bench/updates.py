@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-DEFAULTS = {"gpu-ml": ("transformers==4.56.2", "einops"), "cpu-small": ("requests==2.31.0", "six")}
+DEFAULTS = {"gpu-ml": ("transformers==5.8.1", "einops"), "cpu-small": ("requests==2.31.0", "six")}
 GOALS = [("delta_ratio", "delta bytes / full bundle bytes", "<=", 0.05),
          ("sync_ratio", "install --upgrade with the delta / fresh install of the full bundle", "<=", 0.3),
          ("rollback_s", "offpkg rollback (s)", "<=", 2.0)]
