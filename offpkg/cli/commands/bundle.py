@@ -50,6 +50,10 @@ def _is_torch(requirement: str) -> bool:
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--refresh", is_flag=True,
+              help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
+@click.option("--verify-cache", "verify_cache", is_flag=True,
+              help="Re-hash every cached file used, instead of trusting the stamp taken when it was stored.")
 @click.option("--base", "base", default=None, type=click.Path(), metavar="OLD",
               help="Write a delta: only the files OLD lacks (OLD: a bundle, its offpkg.json, or a venv's receipt).")
 @json_option
@@ -58,7 +62,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           base: str | None, as_json: bool) -> None:
+           refresh: bool, verify_cache: bool, base: str | None, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -93,8 +97,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
-                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
-                         force=force, tools=tools, stack=stack)
+                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
+                         force=force, tools=tools, stack=stack, reuse_lock=not refresh)
     if cuda is None and any(_is_torch(r) for r in requirements):
         # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
         # so a bundle never gets PyPI's CUDA build by accident.
@@ -126,6 +130,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     payload = {
         "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
         "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
+        "reused_locks": res.reused_locks,
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
