@@ -90,7 +90,12 @@ def site_packages(venv: Path) -> Path:
 
 def installed(venv: Path) -> dict[str, str]:
     """{canonical name: version} of the distributions installed in the venv (from their .dist-info)."""
-    out: dict[str, str] = {}
+    return {name: version for name, (version, _) in installed_dirs(venv).items()}
+
+
+def installed_dirs(venv: Path) -> dict[str, tuple[str, Path]]:
+    """{canonical name: (version, its .dist-info folder)} of the venv's distributions."""
+    out: dict[str, tuple[str, Path]] = {}
     for di in site_packages(venv).glob("*.dist-info"):
         name = version = None
         try:
@@ -105,7 +110,7 @@ def installed(venv: Path) -> dict[str, str]:
         except OSError:
             continue
         if name and version:
-            out[canonicalize_name(name)] = version
+            out[canonicalize_name(name)] = (version, di)
     return out
 
 
@@ -211,7 +216,10 @@ def wheel_destinations(wheel: Path, venv: Path, site: Path) -> set[Path]:
 
 
 def privatize(paths: set[Path]) -> int:
-    """Give each existing path a file of its own (copy, then rename over), so no write reaches a shared inode."""
+    """Give each existing path a file of its own (copy, then rename over), so no write reaches a shared inode.
+
+    Returns the bytes the old state now holds alone (what keeping it costs).
+    """
     n = 0
     for p in sorted(paths):
         try:
@@ -223,8 +231,61 @@ def privatize(paths: set[Path]) -> int:
         tmp = p.with_name(f".{p.name}.offpkg-{os.getpid()}")
         shutil.copy2(p, tmp)
         os.replace(tmp, p)
-        n += 1
+        n += st.st_size
     return n
+
+
+def uninstall(stage: Path, site: Path, dirs: list[Path]) -> tuple[int, list[Path]]:
+    """Remove distributions from the clone by their RECORD, the way pip does, without a subprocess.
+
+    Only paths inside the clone are touched; files are unlinked (never written), so
+    the old state keeps its copies. Returns (bytes the old state now holds alone,
+    the .dist-info folders that have no RECORD: the installer removes those).
+    """
+    root = os.path.join(os.path.abspath(stage), "")
+    freed = 0
+    parents: set[str] = set()
+    no_record = []
+    for di in dirs:
+        record = di / "RECORD"
+        if not record.is_file():
+            no_record.append(di)
+            continue
+        with open(record, encoding="utf-8", errors="replace", newline="") as f:
+            rows = list(csv.reader(f))
+        for row in rows:
+            if not row or not row[0]:
+                continue
+            path = os.path.normpath(os.path.join(site, row[0]))
+            if not path.startswith(root):
+                continue  # a RECORD naming a path outside the venv: never followed
+            paths = [path]
+            if path.endswith(".py"):  # and the bytecode compiled from it
+                cache = os.path.join(os.path.dirname(path), "__pycache__")
+                stem = os.path.basename(path)[:-3] + "."
+                if os.path.isdir(cache):
+                    paths += [os.path.join(cache, n) for n in os.listdir(cache) if n.startswith(stem)]
+            for q in paths:
+                try:
+                    st = os.lstat(q)
+                except OSError:
+                    continue
+                if os.path.isdir(q) and not os.path.islink(q):
+                    continue
+                os.unlink(q)
+                freed += st.st_size if st.st_nlink > 1 else 0
+                parents.add(os.path.dirname(q))
+        shutil.rmtree(di)
+    # Folders the removed files leave empty go too (deepest first), never the clone's own top folders.
+    keep = {os.path.normpath(p) for p in (stage, site, stage / "bin", stage / "include", stage / "lib")}
+    for d in sorted(parents, key=len, reverse=True):
+        while d.startswith(root) and os.path.normpath(d) not in keep:
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+            d = os.path.dirname(d)
+    return freed, no_record
 
 
 def _record_hash(data: bytes) -> str:
@@ -437,14 +498,17 @@ def sync_upgrade(*, bundle: Path, bdir: Path, manifest: Manifest, venv: Path, ti
             crash_point("cloned")
             py = stage / "bin" / "python"
             site = site_packages(stage)
-            changed = [p.name for p in plan.install if p.name in installed(stage)]
-            _uninstall(installer, py, sorted(set(plan.remove) | set(changed)), workdir)
+            have = installed_dirs(stage)
+            gone = sorted((set(plan.remove) | {p.name for p in plan.install}) & set(have))
+            kept_bytes, no_record = uninstall(stage, site, [have[n][1] for n in gone])
+            # A distribution without a RECORD: its installer knows what it wrote.
+            _uninstall(installer, py, [n for n in gone if have[n][1] in no_record], workdir)
             crash_point("uninstalled")
             if plan.install:
                 dests: set[Path] = set()
                 for p in plan.install:
                     dests |= wheel_destinations(bdir / p.path, stage, site)
-                privatize(dests)
+                kept_bytes += privatize(dests)
                 reqs = workdir / "sync-requirements.txt"
                 reqs.write_text("".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in plan.install),
                                 encoding="utf-8")
@@ -483,7 +547,9 @@ def sync_upgrade(*, bundle: Path, bdir: Path, manifest: Manifest, venv: Path, ti
         crash_point("generation-kept")
         kept = prune(layout, keep)
         state.clear_journal(layout)
-        return SyncResult(plan, gen if keep > 0 else None, kept, sum(state.unique_bytes(p) for p in kept), how,
+        # The new generation's own bytes are known (what was unlinked or privatized); older ones are measured.
+        older = sum(state.unique_bytes(p) for p in kept if p != gen)
+        return SyncResult(plan, gen if keep > 0 else None, kept, older + (kept_bytes if gen in kept else 0), how,
                           recovered)
 
 
