@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -101,8 +102,15 @@ def run_script(venv: Path, name: str) -> str:
 
 
 def leftovers(venv: Path) -> list[str]:
-    return sorted(p.name for p in venv.parent.glob(f".{venv.name}.offpkg-*")
-                  if "-gen-" not in p.name and not p.name.endswith("-lock"))
+    """offpkg's names beside the venv other than its generations and lock; a dropped state being
+    deleted in the background (a trash folder) is waited for: it must go by itself."""
+    deadline = time.monotonic() + 300
+    while True:
+        found = sorted(p.name for p in venv.parent.glob(f".{venv.name}.offpkg-*")
+                       if "-gen-" not in p.name and not p.name.endswith("-lock"))
+        if not any("-trash-" in f for f in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def install(offpkg, env, offline, bundle_: Path, venv: Path, *extra: str, crash: str | None = None):
@@ -200,6 +208,7 @@ def test_upgrade_with_delta_then_rollback(bundles, v1_venv, env, offpkg, offline
     assert os.stat(venv).st_ino == ino and snapshot(venv) == before
     assert run_script(venv, "app-cli") == "app 1.0" and not (venv / "bin/app-two").exists()
     assert json.loads(rb.stdout)["generations_left"] == []
+    assert leftovers(venv) == []  # the state rolled back from was deleted (in the background)
     again = offpkg(["rollback", "--venv", str(venv)], env, offline=offline)
     assert_clean_error(again, 3, "no earlier state")
 

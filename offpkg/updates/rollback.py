@@ -77,21 +77,21 @@ def rollback(venv: Path, *, keep: int | None = None, events: Events | None = Non
             state.fsync_dir(layout.parent)
             t1 = time.monotonic()
             crash_point("rollback-swapped")
-            state.remove_tree(gen, layout)  # now holds the state rolled back from
+            state.discard(gen, layout)  # now holds the state rolled back from
         else:
             aside = layout.trash()
             os.rename(layout.venv, aside)
             os.rename(gen, layout.venv)
             state.fsync_dir(layout.parent)
             t1 = time.monotonic()
-            state.remove_tree(aside, layout)
+            state.discard(aside, layout)
         t2 = time.monotonic()
         state.clear_journal(layout)
         events.done("rollback")
         left = [p for _, p in layout.generations()]
         if keep is not None:
             for p in left[:max(0, len(left) - keep)]:
-                state.remove_tree(p, layout)
+                state.discard(p, layout)
             left = [p for _, p in layout.generations()]
         r = read_receipt(layout.venv) or {}
         return RollbackResult(layout.venv, gen, r.get("bundle"), r.get("bundle_manifest_sha256"), left,

@@ -229,6 +229,31 @@ def unique_bytes(root: Path) -> int:
     return total
 
 
+_RMTREE = "import shutil, sys; shutil.rmtree(sys.argv[1], ignore_errors=True)"
+
+
+def discard(path: Path, layout: Layout) -> None:
+    """Drop a state offpkg kept (a generation past --keep, the state a rollback undid) without waiting for it.
+
+    The directory is renamed aside at once (atomic: it is gone from the venv's names),
+    then deleted by a detached process: a GPU stack's 40 000 files take seconds to
+    unlink, which a rollback should not wait for. A deletion that dies is finished by
+    the next run on this venv (its trash name carries a pid that is gone).
+    """
+    if not path.exists():
+        return
+    trash = layout.trash()
+    os.rename(path, trash)
+    import subprocess
+    import sys
+
+    try:
+        subprocess.Popen([sys.executable, "-c", _RMTREE, str(trash)], start_new_session=True, close_fds=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
 def remove_tree(path: Path, layout: Layout) -> None:
     """Remove a directory offpkg made (a stage, a dropped generation): rename it aside first, then delete.
 

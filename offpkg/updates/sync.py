@@ -459,7 +459,7 @@ def swap_in(layout: Layout, stage: Path, gen: Path) -> str:
 def prune(layout: Layout, keep: int) -> list[Path]:
     gens = layout.generations()
     for _, p in gens[:max(0, len(gens) - keep)]:
-        state.remove_tree(p, layout)
+        state.discard(p, layout)
     return [p for _, p in layout.generations()]
 
 
