@@ -89,7 +89,8 @@ def _register() -> None:
         cli.add_command(importlib.import_module(f"offpkg.cli.commands.{name}").cli)
 
 
-GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion", "diff", "rollback"]
+GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion", "push", "pull", "publish",
+          "diff", "rollback"]
 
 
 def _report(exc: OffpkgError) -> None:
