@@ -76,6 +76,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("fallback", "fallback",
         "Fall back to other mirrors when the index fails: auto (only when the index is a catalog mirror), true, false.",
         lambda: "auto"),
+    Key("trust", "path", "OpenSSH allowed_signers file: verify/install refuse bundles not signed by one of its "
+        "signers (docs/trust.md)."),
 )}
 
 
