@@ -412,3 +412,20 @@ def test_multi_target_delta(upd_index, tmp_path, env, offpkg, offline) -> None:
     assert up.returncode == 0, up.stderr
     assert json.loads(up.stdout)["target"] == 1
     assert dists(venv) == {"app": "2.0", "lib": "2.0", "newpkg": "1.0", "keepme": "1.0"}
+
+
+@pytest.mark.skipif(shutil.which("ssh-keygen") is None and not os.environ.get("CI"), reason="needs ssh-keygen")
+def test_signed_delta(bundles, v1_venv, upd_index, tmp_path, env, offpkg, offline) -> None:
+    """A delta signed at build time: the signature covers its manifest (with the base it names)."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "builder@site", "-f", str(tmp_path / "k")],
+                   check=True, capture_output=True)
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f'builder@site namespaces="offpkg" {(tmp_path / "k.pub").read_text().strip()}\n')
+    bundle(offpkg, env, upd_index, tmp_path / "sd", V2, "--base", str(bundles["v1"]), "--sign", str(tmp_path / "k"))
+    v = offpkg(["verify", str(tmp_path / "sd"), "--trust", str(allowed), "--json"], env)
+    assert v.returncode == 0, v.stderr
+    doc = json.loads(v.stdout)
+    assert doc["delta"]["base_manifest_sha256"] and doc["trust"]["trusted"]
+    up = install(offpkg, env, offline, tmp_path / "sd", v1_venv, "--upgrade", "--trust", str(allowed))
+    assert up.returncode == 0, up.stderr
+    assert dists(v1_venv) == {"app": "2.0", "lib": "2.0", "newpkg": "1.0", "keepme": "1.0"}
