@@ -76,6 +76,8 @@ class BundleOptions:
     sign_keys: list[Path] = field(default_factory=list)
     # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
     reuse_lock: bool = True
+    # --base: an offpkg.updates.delta.BaseState; the bundle is written as a delta of it.
+    base: Any = None
 
 
 @dataclass
@@ -528,10 +530,16 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.base is not None:
+            from .updates.delta import make_delta
+
+            # Built and smoke-tested complete above; now drop what the base already holds.
+            manifest, _ = make_delta(stage, manifest, opts.base)
+            write_manifest(stage, manifest)
         if opts.sign_keys:
             from .trust import sign_dir
 
-            for key in opts.sign_keys:  # last: the manifest is final now
+            for key in opts.sign_keys:  # last: the manifest (a delta's too) is final now
                 sign_dir(stage, key)
         t4 = time.monotonic()
         if kind == "dir":

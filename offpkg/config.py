@@ -64,6 +64,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("cache_dir", "path", "Content-addressed download cache.", _default_cache_dir),
     Key("backend", "choice", "Resolver/installer backend.", lambda: "auto", choices=("auto", "uv", "pip")),
     Key("target", "path", "Default target file written by `offpkg probe`."),
+    Key("generations", "choice", "Earlier venv states `install --upgrade` keeps for `offpkg rollback`.", lambda: "1",
+        pattern=r"[0-9]|[1-9][0-9]"),
     Key("cuda", "choice", "CUDA variant for torch: auto, cpu or cuXYZ.", lambda: "auto",
         pattern=r"auto|cpu|cu\d{2,3}"),
     Key("torch_index_url", "url", "Base of the PyTorch wheel index (variants below it: <base>/cu126 ...)."),

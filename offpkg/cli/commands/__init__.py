@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("push", "cli"),
     "pull": ("pull", "cli"),
     "publish": ("publish", "cli"),
+    "diff": ("diff", "cli"),
+    "rollback": ("rollback", "cli"),
 }
 
 

@@ -71,13 +71,16 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
               help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
 @click.option("--verify-cache", "verify_cache", is_flag=True,
               help="Re-hash every cached file used, instead of trusting the stamp taken when it was stored.")
+@click.option("--base", "base", default=None, type=click.Path(), metavar="OLD",
+              help="Write a delta: only the files OLD lacks (OLD: a bundle, its offpkg.json, or a venv's receipt).")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
+           sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, base: str | None,
+           as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -136,6 +139,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
 
         apply_cuda(opts, cuda, torch_version, index_base=torch_index, explicit=explicit)
     hook = _smoke_hook(stack) if smoke else None
+    if base:
+        from ...updates.delta import load_base
+
+        opts.base = load_base(Path(base))
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
         if conda_env:
@@ -149,6 +156,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         if inputs is not None and inputs.direct:
             _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
+    from ...updates.delta import delta_info
+
     m = res.manifest
     from ...smoke import unverified_targets, verified_label
 
@@ -166,6 +175,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
         "built_from": m.extra.get("built_from", []),
         "signed_with": list(sign_keys),
+        "delta": delta_info(m),
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -182,6 +192,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", verified_label(m.verification)]] if smoke else []),
+            *([["delta", f"of base {m.delta.base_manifest_sha256[:16]}…: carries "
+                         f"{payload['delta']['carried_files']} files, the base provides "
+                         f"{payload['delta']['provided_files']} ({ui.human_size(payload['delta']['provided_bytes'])})"]]
+              if m.delta else []),
             *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
         ])
     for t in unproven:
