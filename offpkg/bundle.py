@@ -11,6 +11,8 @@ Layout of a bundle (a directory, or the same tree in one ``.tar``/``.tar.zst``):
     install.sh         bootstrap for a host with only python3 (install.ps1 for Windows)
     wheels/            exactly the locked wheels
     tools/             pip (for hosts without ensurepip), uv, bootstrap.py, probe.py
+    sbom.cdx.json      CycloneDX 1.6 SBOM of the carried files (offpkg.review.sbom)
+    THIRD_PARTY_NOTICES  the wheels' own license files
 
 Everything is built in a temporary sibling of the output and renamed into place
 only when complete.
@@ -68,6 +70,8 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # SPDX ids/globs (or "unknown") that refuse the bundle (offpkg.review.licenses).
+    deny_licenses: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -255,8 +259,24 @@ disable-pip-version-check = true
 """
 
 
+def review_files(opts: BundleOptions, locks: list[list[Selection]], fetched: dict[str, Fetched],
+                 built: dict[str, Fetched], tools: list[Fetched]) -> Any:
+    """Read what the bundle will carry for the SBOM and notices, and apply the license gate
+    (LicensePolicyError) before anything is laid out."""
+    from .review.collect import collect
+
+    wheels = {f.filename: f.path for sels in locks for f in
+              (built.get(s.file.filename) or fetched[s.file.filename] for s in sels)}
+    wheels.update({f.filename: f.path for f in tools})
+    conda = opts.extra.get("conda") or {}
+    review = collect(wheels, Path(conda["source_prefix"]) if conda.get("source_prefix") else None)
+    review.gate(opts.deny_licenses)
+    return review
+
+
 def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
-                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched]) -> Manifest:
+                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched],
+                 review: Any = None) -> Manifest:
     """Write every file of the bundle into ``stage``; returns the manifest written."""
     wheels = stage / "wheels"
     wheels.mkdir(parents=True)
@@ -299,6 +319,11 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
     files["tools/probe.py"] = _probe_source()
     if any(t.os == "windows" for t in opts.targets):
         files["install.ps1"] = _template("install.ps1")
+    created = created_timestamp()
+    if review is not None:  # sbom.cdx.json, THIRD_PARTY_NOTICES: listed and hashed like every file
+        files.update(review.files(targets=opts.targets, packages=packages, requirements=list(opts.requirements),
+                                  created=created, bundle_name=opts.output.name,
+                                  conda_path=(opts.extra.get("conda") or {}).get("path")))
     entries = []
     for rel, text in sorted(files.items()):
         p = stage / rel
@@ -317,7 +342,7 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
             entries.append(FileEntry(rel, digest, size))
     manifest = Manifest(
         offpkg_version=__version__,
-        created=created_timestamp(),
+        created=created,
         targets=tuple(t.to_json() for t in opts.targets),
         requirements=tuple(opts.requirements),
         packages=tuple(packages),
@@ -475,7 +500,8 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             built.update(_build_sdists(opts, t, sels, fetched, work, events))
         stage = tmp / "bundle"
         t2 = time.monotonic()
-        manifest = write_layout(stage, opts, locks, fetched, built, tools)
+        review = review_files(opts, locks, fetched, built, tools)
+        manifest = write_layout(stage, opts, locks, fetched, built, tools, review)
         timings["layout"] = time.monotonic() - t2
         if verify_hook is not None:
             t3 = time.monotonic()

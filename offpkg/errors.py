@@ -18,6 +18,7 @@ Exit codes (documented in README.md, stable):
 8     a subprocess (pip, uv, a build) failed
 9     output exists (use --force) or a file lock could not be taken
 10    environment problem (disk full, permissions, missing tool)
+11    license policy: a package's license is denied (--deny-license, config deny-licenses)
 70    internal error (a bug; -vv shows the traceback)
 130   interrupted
 ====  ===============================================================
@@ -106,3 +107,13 @@ class LockError(OffpkgError):
 
 class EnvironmentProblem(OffpkgError):
     exit_code = 10
+
+
+class LicensePolicyError(OffpkgError):
+    """A package's license is on the deny list; ``problems`` names each package."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, problems: list[str] | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.problems = list(problems or [])

@@ -50,13 +50,16 @@ def _is_torch(requirement: str) -> bool:
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--deny-license", "deny_licenses", multiple=True, metavar="SPDX",
+              help="Refuse the bundle (exit 11) if a package's license is this SPDX id or glob (GPL-*), or "
+                   "'unknown'; repeatable; adds to the deny-licenses config key.")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           as_json: bool) -> None:
+           deny_licenses: tuple[str, ...], as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -92,7 +95,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     requirements += extra_reqs
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
-                         force=force, tools=tools, stack=stack)
+                         force=force, tools=tools, stack=stack,
+                         deny_licenses=[*(cfg.get("deny_licenses") or []), *deny_licenses])
+    from ...review.licenses import check_patterns
+
+    check_patterns(opts.deny_licenses)  # a bad pattern fails now, not after the downloads
     if cuda is None and any(_is_torch(r) for r in requirements):
         # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
         # so a bundle never gets PyPI's CUDA build by accident.
