@@ -257,7 +257,7 @@ def denied(lic: License, patterns: list[str]) -> bool:
         return any(_matches(s, patterns) for s in re.findall(r"[A-Za-z0-9.+\-]+", lic.expression))
 
 
-def gate(facts: list[tuple[str, str, License]], patterns: list[str]) -> None:
+def gate(facts: list[tuple[str, str, License]], patterns: list[str], consequence: str = "no bundle was written") -> None:
     """Refuse (LicensePolicyError) when any (name, version, license) is denied; name them all."""
     if not patterns:
         return
@@ -265,6 +265,7 @@ def gate(facts: list[tuple[str, str, License]], patterns: list[str]) -> None:
                   for n, v, lic in facts if denied(lic, patterns)})
     if bad:
         raise LicensePolicyError(
-            f"{len(bad)} package(s) have a denied license (deny: {', '.join(patterns)}); no bundle was written",
+            f"{len(bad)} package(s) have a denied license (deny: {', '.join(patterns)})"
+            + (f"; {consequence}" if consequence else ""),
             problems=bad,
             hint="drop or replace those requirements, or change --deny-license / the deny-licenses config key")

@@ -50,6 +50,7 @@ class BundleView:
     roots: dict[str, list[str]] = field(default_factory=dict)  # target id -> refs
     source: str = "wheels"  # wheels | sbom.cdx.json
     sbom_text: str = ""
+    manifest_sha256: str = ""
 
     def by_ref(self) -> dict[str, Item]:
         return {i.ref: i for i in self.items}
@@ -65,16 +66,23 @@ class BundleView:
         return seen
 
 
-def read_manifest(bundle: Path) -> Manifest:
-    """The manifest of a bundle directory, archive or self-extracting file."""
+def read_manifest_bytes(bundle: Path) -> tuple[Manifest, bytes]:
+    """The manifest of a bundle directory, archive or self-extracting file, and its exact bytes."""
+    bundle = Path(bundle)
     if bundle.is_dir():
-        return Manifest.read(bundle)
+        m = Manifest.read(bundle)  # checks presence and size first
+        return m, (bundle / MANIFEST_NAME).read_bytes()
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
     from ..archive import payload_offset, read_member
 
     offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-    return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
+    data = read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset)
+    return Manifest.loads(data, f"{bundle}:{MANIFEST_NAME}"), data
+
+
+def read_manifest(bundle: Path) -> Manifest:
+    return read_manifest_bytes(bundle)[0]
 
 
 def _targets(m: Manifest) -> list[Target]:
@@ -165,7 +173,7 @@ def parse_sbom(text: str, m: Manifest) -> tuple[list[Item], dict[str, list[str]]
 def load(bundle: Path) -> BundleView:
     """Review data of a bundle directory (from its wheels) or archive (from its hash-checked SBOM)."""
     bundle = Path(bundle)
-    m = read_manifest(bundle)
+    m, raw = read_manifest_bytes(bundle)
     if bundle.is_dir():
         text = build_sbom(targets=_targets(m), packages=list(m.packages), facts=_wheel_facts(bundle, m),
                           requirements=list(m.requirements), created=m.created, bundle_name=bundle.name)
@@ -184,4 +192,4 @@ def load(bundle: Path) -> BundleView:
         text = _sbom_from_archive(bundle, m)
         items, edges, roots = parse_sbom(text, m)
         source = SBOM_NAME
-    return BundleView(m, items, edges, roots, source, text)
+    return BundleView(m, items, edges, roots, source, text, hashlib.sha256(raw).hexdigest())

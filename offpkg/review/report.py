@@ -1,0 +1,205 @@
+"""The approver's report: one self-contained HTML page about a bundle.
+
+No network, no JavaScript, no external file: the styles are inline, the size chart is
+inline SVG, and the page opens from a USB stick. Every string that comes from the
+bundle (names, versions, licenses, requirements, paths) goes through Jinja2's
+autoescaping; numbers are computed here.
+
+What the page claims and on whose word: the integrity check is done now, by this
+run (``verify_bundle``); the smoke test and its record are the builder's claim unless
+the bundle is signed by a trusted key, and the page says which.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..manifest import Manifest
+from .model import BundleView, Item, load, read_manifest
+
+CHART_TOP = 12
+TEMPLATE = "report.html.j2"
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+@dataclass
+class Signatures:
+    """What is known about signatures: ``state`` is unsigned | signed | trusted | invalid."""
+
+    state: str = "unsigned"
+    signers: tuple[str, ...] = ()
+    detail: str = "the bundle carries no signature; its contents are as the builder says"
+
+    @property
+    def trusted(self) -> bool:
+        return self.state == "trusted"
+
+
+def signatures(bundle: Path, manifest: Manifest, trust: Path | None = None) -> Signatures:
+    """The bundle's signature state. offpkg has no signing yet in this build: every bundle is unsigned."""
+    return Signatures()
+
+
+def chart(items: list[Item], total: int, top: int = CHART_TOP) -> dict[str, Any]:
+    """Geometry of a horizontal bar chart of the largest files (the rest as one bar)."""
+    sized = sorted((i for i in items if i.size > 0), key=lambda i: (-i.size, i.name))
+    bars = [(f"{i.name} {i.version}", i.size, i.role) for i in sized[:top]]
+    rest = sum(i.size for i in sized[top:])
+    others = total - sum(i.size for i in sized)
+    if rest:
+        bars.append((f"{len(sized) - top} other packages", rest, "rest"))
+    if others > 0:
+        has_conda = any(i.role == "conda" for i in items)
+        bars.append(("conda environment, scripts, lock, SBOM" if has_conda else "scripts, lock, SBOM, notices",
+                     others, "rest"))
+    biggest = max((b[1] for b in bars), default=1) or 1
+    row, label_w, bar_w = 26, 300, 420
+    out = []
+    for n, (label, size, role) in enumerate(bars):
+        w = max(1.0, bar_w * size / biggest)
+        out.append({"label": label if len(label) <= 44 else label[:43] + "…", "y": n * row, "w": round(w, 1),
+                    "x": label_w, "tx": round(label_w + w + 6, 1), "size": human_size(size),
+                    "pct": f"{100 * size / total:.1f}%" if total else "", "role": role})
+    return {"bars": out, "height": max(row, len(out) * row), "width": label_w + bar_w + 140, "label_w": label_w}
+
+
+def _minimal_diff(base: Manifest, new: Manifest) -> dict[str, Any]:
+    """Added, removed and changed distributions between two manifests, by name (requirements only)."""
+    def index(m: Manifest) -> dict[str, tuple[set[str], int]]:
+        out: dict[str, tuple[set[str], int]] = {}
+        for p in m.requirement_packages:
+            versions, size = out.get(p.name, (set(), 0))
+            out[p.name] = (versions | {p.version}, size + p.size)
+        return out
+
+    a, b = index(base), index(new)
+    fmt = lambda vs: ", ".join(sorted(vs))  # noqa: E731
+    return {
+        "added": [{"name": n, "version": fmt(b[n][0]), "size": b[n][1]} for n in sorted(set(b) - set(a))],
+        "removed": [{"name": n, "version": fmt(a[n][0]), "size": a[n][1]} for n in sorted(set(a) - set(b))],
+        "changed": [{"name": n, "old": fmt(a[n][0]), "new": fmt(b[n][0]), "size_delta": b[n][1] - a[n][1]}
+                    for n in sorted(set(a) & set(b)) if a[n][0] != b[n][0]],
+        "size_delta": new.total_size() - base.total_size(),
+        "source": "offpkg.review (a minimal diff by distribution name)",
+    }
+
+
+def diff(base: Manifest, new: Manifest) -> dict[str, Any]:
+    """The diff from the updates work when it is there, else a minimal one."""
+    return _minimal_diff(base, new)
+
+
+def _graph(view: BundleView) -> list[dict[str, Any]]:
+    """Per target: each top-level requirement with what it pulled in (and their total size)."""
+    refs = view.by_ref()
+    out = []
+    for tid, roots in view.roots.items():
+        rows = []
+        for r in roots:
+            top = refs.get(r)
+            if top is None:
+                continue
+            pulled = [refs[x] for x in view.closure(r) if x in refs]
+            rows.append({"item": top, "pulled": pulled, "total": human_size(top.size + sum(p.size for p in pulled)),
+                         "direct": [refs[x] for x in view.edges.get(r, []) if x in refs]})
+        out.append({"target": tid, "rows": rows})
+    return out
+
+
+def _s(v: Any, limit: int = 300) -> str:
+    """A manifest value as bounded text (the manifest is the builder's word, of any shape)."""
+    text = v if isinstance(v, str) else ("" if v is None else str(v))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _smoke(v: Any) -> dict[str, Any] | None:
+    if not isinstance(v, dict):
+        return None
+    checks = [{"name": _s(c.get("name"), 120), "ok": c.get("ok") is True,
+               "detail": _s(c.get("output") or c.get("detail") or c.get("backend") or "", 600)}
+              for c in (v.get("checks") if isinstance(v.get("checks"), list) else [])[:100] if isinstance(c, dict)]
+    return {"verified": v.get("verified") is True, "when": _s(v.get("when"), 40),
+            "network_isolation": _s(v.get("network_isolation"), 120), "checks": checks}
+
+
+def _gpu_build(v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict) or not v.get("variant"):
+        return {}
+    archs = v.get("archs") if isinstance(v.get("archs"), list) else []
+    return {"variant": _s(v.get("variant"), 40), "torch": _s(v.get("torch"), 40), "rocm": _s(v.get("rocm"), 40),
+            "min_driver": _s(v.get("min_driver"), 40), "archs": [_s(a, 20) for a in archs[:64]],
+            "reason": _s(v.get("reason"), 400)}
+
+
+@functools.lru_cache(maxsize=1)
+def _env() -> Any:
+    import jinja2
+
+    # ChainableUndefined: a key the builder's manifest lacks renders as nothing, never a crash.
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["size"] = human_size
+    return env
+
+
+def render(view: BundleView, *, bundle: Path, verification: dict[str, Any], sigs: Signatures,
+           base: Manifest | None = None, base_name: str = "") -> str:
+    """The HTML text of the report."""
+    m = view.manifest
+    total = m.total_size()
+    items = sorted(view.items, key=lambda i: (-i.size, i.name))
+    lic = Counter(i.license.expression for i in view.items)
+    smoke = _smoke(m.verification)
+    targets = []
+    for i, t in enumerate(m.targets):
+        py = t.get("python") or {}
+        gpu = t.get("gpu") or {}
+        py = py if isinstance(py, dict) else {}
+        gpu = gpu if isinstance(gpu, dict) else {}
+        libc = t.get("libc") if isinstance(t.get("libc"), dict) else {}
+        plats = t.get("platforms") if isinstance(t.get("platforms"), list) else []
+        devices = gpu.get("devices") if isinstance(gpu.get("devices"), list) else []
+        targets.append({"n": i, "python": _s(f"{py.get('implementation', '')} {py.get('version', '')} ({py.get('abi', '')})"),
+                        "platform": _s(plats[0] if plats else ""), "os": _s(f"{t.get('os', '')} {t.get('arch', '')}"),
+                        "libc": _s(" ".join(str(v) for v in libc.values())),
+                        "gpu": _s(", ".join(str(d.get("name", "")) for d in devices[:16] if isinstance(d, dict))),
+                        "driver": _s(gpu.get("driver_version"), 40)})
+    template = (resources.files("offpkg.review") / TEMPLATE).read_text(encoding="utf-8")
+    return _env().from_string(template).render(
+        name=bundle.name, m=m, total=total, items=items, targets=targets, cuda=_gpu_build(m.cuda),
+        rocm=_gpu_build(m.extra.get("rocm")), stack=_s(m.extra.get("stack"), 80) or None, verification=verification, smoke=smoke, sigs=sigs, licenses=lic.most_common(),
+        unknown=lic.get("unknown", 0), chart=chart(view.items, total), graph=_graph(view),
+        diff=diff(base, m) if base is not None else None, base_name=base_name, version=__version__,
+        source=view.source, manifest_sha=view.manifest_sha256,
+        conda={k: _s((m.conda or {}).get(k), 200) for k in ("path", "platform", "packages", "python")} if m.conda else None,
+        tools=[i for i in view.items if i.role == "tool"], conda_items=[i for i in view.items if i.role == "conda"])
+
+
+def build_report(bundle: Path, base: Path | None = None, trust: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """(HTML, summary) for ``bundle``: verified now, read, rendered."""
+    from ..verify import verify_bundle
+
+    rep = verify_bundle(bundle)
+    verification = {"ok": rep.ok, "problems": rep.problems[:50], "more": max(0, len(rep.problems) - 50),
+                    "files": rep.files_checked, "bytes": rep.bytes_checked}
+    view = load(bundle)
+    sigs = signatures(bundle, view.manifest, trust)
+    base_m = read_manifest(base) if base is not None else None
+    html = render(view, bundle=bundle, verification=verification, sigs=sigs, base=base_m,
+                  base_name=base.name if base else "")
+    summary = {"verified": rep.ok, "problems": rep.problems, "signatures": sigs.state, "signers": list(sigs.signers),
+               "packages": sum(1 for i in view.items if i.role == "requirement"), "total_size": view.manifest.total_size(),
+               "unknown_licenses": sum(1 for i in view.items if not i.license.known), "source": view.source}
+    return html, summary
