@@ -17,6 +17,7 @@ import fnmatch
 import functools
 import json
 import re
+import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from email.message import Message
@@ -87,7 +88,8 @@ def _spdx(text: str) -> str | None:
 
 
 def _short(text: str) -> str:
-    one = " ".join(text.split())
+    """One line, bounded, control characters replaced: metadata text is shown in terminals, notices and HTML."""
+    one = "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in " ".join(text.split()))
     return one if len(one) <= MAX_RAW else one[: MAX_RAW - 1] + "…"
 
 

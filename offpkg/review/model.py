@@ -92,18 +92,24 @@ def _targets(m: Manifest) -> list[Target]:
         raise ManifestError(f"manifest target: {exc.message}") from None
 
 
-def _wheel_facts(bundle: Path, m: Manifest) -> dict[str, WheelFacts]:
+def _wheel_facts(bundle: Path, m: Manifest, strict: bool) -> dict[str, WheelFacts]:
+    """Facts of every wheel; ``strict=False`` leaves out a missing or unreadable one (its license
+    then shows as unknown) for callers that report the damage themselves (the report verifies first)."""
     facts: dict[str, WheelFacts] = {}
     root = bundle.resolve()
     for p in m.packages:
         path = bundle / p.path
-        if path.is_symlink() or not path.is_file() or root not in path.resolve().parents:
-            raise InputError(f"{bundle}: {p.path} is missing or not a regular file inside the bundle",
-                             hint="run `offpkg verify` on it; copy the bundle again")
-        if path.stat().st_size != p.size:
-            raise InputError(f"{bundle}: {p.path} is {path.stat().st_size} bytes, the manifest says {p.size}",
-                             hint="run `offpkg verify` on it; copy the bundle again")
-        facts[p.filename] = read_wheel(path, p.filename)
+        try:
+            if path.is_symlink() or not path.is_file() or root not in path.resolve().parents:
+                raise InputError(f"{bundle}: {p.path} is missing or not a regular file inside the bundle",
+                                 hint="run `offpkg verify` on it; copy the bundle again")
+            if path.stat().st_size != p.size:
+                raise InputError(f"{bundle}: {p.path} is {path.stat().st_size} bytes, the manifest says {p.size}",
+                                 hint="run `offpkg verify` on it; copy the bundle again")
+            facts[p.filename] = read_wheel(path, p.filename)
+        except InputError:
+            if strict:
+                raise
     return facts
 
 
@@ -170,12 +176,12 @@ def parse_sbom(text: str, m: Manifest) -> tuple[list[Item], dict[str, list[str]]
     return items, edges, roots
 
 
-def load(bundle: Path) -> BundleView:
+def load(bundle: Path, *, strict: bool = True) -> BundleView:
     """Review data of a bundle directory (from its wheels) or archive (from its hash-checked SBOM)."""
     bundle = Path(bundle)
     m, raw = read_manifest_bytes(bundle)
     if bundle.is_dir():
-        text = build_sbom(targets=_targets(m), packages=list(m.packages), facts=_wheel_facts(bundle, m),
+        text = build_sbom(targets=_targets(m), packages=list(m.packages), facts=_wheel_facts(bundle, m, strict),
                           requirements=list(m.requirements), created=m.created, bundle_name=bundle.name)
         items, edges, roots = parse_sbom(text, m)
         source = "wheels"

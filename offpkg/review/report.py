@@ -194,7 +194,7 @@ def build_report(bundle: Path, base: Path | None = None, trust: Path | None = No
     rep = verify_bundle(bundle)
     verification = {"ok": rep.ok, "problems": rep.problems[:50], "more": max(0, len(rep.problems) - 50),
                     "files": rep.files_checked, "bytes": rep.bytes_checked}
-    view = load(bundle)
+    view = load(bundle, strict=rep.ok)  # a damaged wheel is already named among the problems
     sigs = signatures(bundle, view.manifest, trust)
     base_m = read_manifest(base) if base is not None else None
     html = render(view, bundle=bundle, verification=verification, sigs=sigs, base=base_m,
