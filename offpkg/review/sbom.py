@@ -103,6 +103,21 @@ def _props(pairs: Iterable[tuple[str, str]]) -> list[Any]:
     return [Property(name=n, value=v) for n, v in pairs if v]
 
 
+def _embedded_licenses(c: dict[str, Any]) -> list[Any]:
+    """An embedded component's license, kept only where it is valid SPDX (several are joined with AND)."""
+    found: list[str] = []
+    for entry in c.get("licenses") if isinstance(c.get("licenses"), list) else []:
+        if not isinstance(entry, dict):
+            continue
+        lic = entry.get("license") if isinstance(entry.get("license"), dict) else {}
+        text = entry.get("expression") if isinstance(entry.get("expression"), str) else lic.get("id")
+        spdx = _spdx(text) if isinstance(text, str) and len(text) < 500 else None
+        if spdx and spdx not in found:
+            found.append(spdx)
+    joined = _spdx(" AND ".join(f"({f})" if " " in f else f for f in found)) if found else None
+    return _licenses(License(joined, "embedded SBOM")) if joined else []
+
+
 def _embedded(facts: WheelFacts, parent_ref: str) -> tuple[list[Any], list[tuple[str, str]]]:
     """(sub-components, properties) for the SBOMs a wheel carries (PEP 770)."""
     from cyclonedx.model import HashAlgorithm, HashType
@@ -140,7 +155,8 @@ def _embedded(facts: WheelFacts, parent_ref: str) -> tuple[list[Any], list[tuple
                       and _HEX64.fullmatch(h["content"])] if isinstance(c.get("hashes"), list) else []
             version = c.get("version") if isinstance(c.get("version"), str) else None
             comps.append(Component(type=ctype, name=name[:200], version=version[:100] if version else None,
-                                   purl=purl, hashes=hashes, bom_ref=f"{parent_ref}#embedded-{len(comps)}",
+                                   purl=purl, hashes=hashes, licenses=_embedded_licenses(c),
+                                   bom_ref=f"{parent_ref}#embedded-{len(comps)}",
                                    properties=_props([("offpkg:embedded-in", path)])))
     return comps, props
 

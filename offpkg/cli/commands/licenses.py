@@ -57,10 +57,14 @@ def licenses(bundle: str, deny_licenses: tuple[str, ...], as_json: bool) -> None
         ui.emit_json("licenses", payload)
         return
     if not as_json:
-        ui.table(None, ["package", "version", "license", "from", "role"],
-                 [[term_safe(i.name, 60), term_safe(i.version, 40),
-                   term_safe(i.license.expression if i.license.known else f"unknown ({i.license.raw or 'nothing declared'})", 90),
-                   i.license.source, i.role + ("  DENIED" if i in bad else "")] for i in items])
+        short = {"License-Expression": "expression", "classifier": "classifier", "License": "License field",
+                 "conda record": "conda", "none": "-"}
+        ui.table(None, ["package", "version", "license", "from"],
+                 [[term_safe(i.name, 60) + ("" if i.role == "requirement" else f" ({i.role})"), term_safe(i.version, 40),
+                   ("DENIED " if i in bad else "")
+                   + term_safe(i.license.expression if i.license.known
+                               else f"unknown ({i.license.raw or 'nothing declared'})", 90),
+                   short.get(i.license.source, i.license.source)] for i in items])
         ui.result(f"{len(items)} packages: "
                   + ", ".join(f"{n} {term_safe(k, 60, markup=False)}" for k, n in summary.most_common()))
     if bad:
