@@ -547,3 +547,36 @@ def test_report_errors_are_clean(work, tmp_path) -> None:
     assert proc.returncode == 3
     assert json.loads(proc.stdout)["error"]["exit_code"] == 3
     assert not (tmp_path / "r.html").exists()
+
+
+# ------------------------------------------------------------------ conda bundles
+
+def test_conda_packages_are_pkg_conda_components(work, lindex, tmp_path) -> None:
+    import condaenv
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(tmp_path / "home-rattler"))  # rattler must not touch the real home
+        fx = condaenv.make_fixture(tmp_path / "fx")
+        env = fx.make_env(tmp_path / "env")
+    out = tmp_path / "cb"
+    proc = run_offpkg(["bundle", "--conda-env", str(env), "mitexpr", "-i", lindex, "--no-tools", "-o", str(out),
+                       "--json"], work["env"])
+    assert proc.returncode == 0, proc.stderr
+    text = (out / "sbom.cdx.json").read_text()
+    assert validate_sbom(text) == []
+    doc = json.loads(text)
+    records = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (env / "conda-meta").glob("*.json")}
+    conda = {c["name"]: c for c in doc["components"] if c.get("purl", "").startswith("pkg:conda/")}
+    assert sorted(conda) == sorted(records) and {"python", "tinylib", "tinycli"} <= set(conda)
+    for name, c in conda.items():
+        rec = records[name]
+        assert c["purl"].startswith(f"pkg:conda/{name}@{rec['version']}?build={rec['build']}")
+        assert {"alg": "SHA-256", "content": rec["sha256"]} in c["hashes"]
+        assert c["licenses"] == [{"expression": "MIT"}] and _props(c)["offpkg:role"] == ["conda"]
+    deps = {d["ref"]: d.get("dependsOn", []) for d in doc["dependencies"]}
+    assert sorted(deps["conda-env"]) == sorted(c["bom-ref"] for c in conda.values())
+    # the wheels next to the environment are there too, and `licenses` lists both kinds
+    assert any(c["name"] == "mitexpr" for c in doc["components"])
+    lic = json.loads(run_offpkg(["licenses", str(out), "--json"], work["env"]).stdout)
+    roles = {p["name"]: p["role"] for p in lic["packages"]}
+    assert roles["tinylib"] == "conda" and roles["mitexpr"] == "requirement"

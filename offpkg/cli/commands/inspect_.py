@@ -64,3 +64,4 @@ def inspect_(bundle: str, top: int, as_json: bool) -> None:
     else:
         ui.result("verified: not smoke-tested (bundle --verify or verify --smoke)")
     ui.table("largest files", ["size", "path"], [[ui.human_size(s), p] for p, (_, s) in entries[:top]])
+    ui.result(f"review: `offpkg licenses {bundle}`, `offpkg report {bundle} -o report.html` (SBOM: sbom.cdx.json)")
