@@ -48,9 +48,23 @@ class Signatures:
         return self.state == "trusted"
 
 
-def signatures(bundle: Path, manifest: Manifest, trust: Path | None = None) -> Signatures:
-    """The bundle's signature state. offpkg has no signing yet in this build: every bundle is unsigned."""
-    return Signatures()
+def signatures(bundle: Path, trust: Path | None = None, report: Any = None) -> Signatures:
+    """The bundle's signatures, checked against the trust anchor ``trust`` (offpkg.trust) when given."""
+    try:
+        from ..trust import check_trust
+    except ImportError:  # a build of offpkg without the trust work: nothing can be checked
+        return Signatures(detail="this offpkg cannot check signatures; the contents are as the builder says")
+    rep = check_trust(bundle, trust, report)
+    if not rep.signatures:
+        return Signatures(detail="the bundle carries no signature; its contents are as the builder says"
+                          + ("; " + "; ".join(rep.problems) if rep.problems else ""))
+    signers = tuple(s.describe() for s in rep.signatures)
+    if rep.trusted:
+        return Signatures("trusted", signers, f"by a signer in {trust}")
+    if any(s.status == "invalid" for s in rep.signatures):
+        return Signatures("invalid", signers, "; ".join(rep.problems) or "a signature does not match offpkg.json")
+    return Signatures("signed", signers, "; ".join(rep.problems) if rep.problems else
+                      "not checked: give --trust ALLOWED_SIGNERS to check who signed")
 
 
 def chart(items: list[Item], total: int, top: int = CHART_TOP) -> dict[str, Any]:
@@ -86,20 +100,38 @@ def _minimal_diff(base: Manifest, new: Manifest) -> dict[str, Any]:
         return out
 
     a, b = index(base), index(new)
-    fmt = lambda vs: ", ".join(sorted(vs))  # noqa: E731
-    return {
-        "added": [{"name": n, "version": fmt(b[n][0]), "size": b[n][1]} for n in sorted(set(b) - set(a))],
-        "removed": [{"name": n, "version": fmt(a[n][0]), "size": a[n][1]} for n in sorted(set(a) - set(b))],
-        "changed": [{"name": n, "old": fmt(a[n][0]), "new": fmt(b[n][0]), "size_delta": b[n][1] - a[n][1]}
-                    for n in sorted(set(a) & set(b)) if a[n][0] != b[n][0]],
-        "size_delta": new.total_size() - base.total_size(),
-        "source": "offpkg.review (a minimal diff by distribution name)",
-    }
+    rows = []
+    for n in sorted(set(a) | set(b)):
+        old, new_ = a.get(n), b.get(n)
+        if old and new_ and old[0] == new_[0]:
+            continue
+        kind = "added" if old is None else ("removed" if new_ is None else "changed")
+        rows.append({"kind": kind, "name": n, "old": ", ".join(sorted(old[0])) if old else "",
+                     "new": ", ".join(sorted(new_[0])) if new_ else "",
+                     "size_delta": (new_[1] if new_ else 0) - (old[1] if old else 0)})
+    return {"rows": rows, "size_delta": new.total_size() - base.total_size(), "notes": [],
+            "source": "a minimal diff by distribution name (offpkg.updates is not part of this build)"}
 
 
-def diff(base: Manifest, new: Manifest) -> dict[str, Any]:
-    """The diff from the updates work when it is there, else a minimal one."""
-    return _minimal_diff(base, new)
+def diff(base: Manifest, new: Manifest, base_label: str = "base", new_label: str = "bundle") -> dict[str, Any]:
+    """What changed from ``base`` to ``new``: the updates work's ``diff_manifests`` when it is there."""
+    try:
+        from ..updates.diff import diff_manifests
+    except ImportError:
+        return _minimal_diff(base, new)
+    d = diff_manifests(base, new, base_label, new_label).to_json()
+    rows = [{"kind": c.get("change", ""), "name": c.get("name", ""), "old": c.get("old_version") or "",
+             "new": c.get("new_version") or "", "size_delta": c.get("size_change") or 0} for c in d.get("changes", [])]
+    notes = list(d.get("notes") or [])
+    if d.get("cuda"):
+        notes.append(f"GPU build {d['cuda'].get('old')} → {d['cuda'].get('new')}")
+    for t in (d.get("targets") or {}).get("added", []):
+        notes.append(f"target added: {t}")
+    for t in (d.get("targets") or {}).get("removed", []):
+        notes.append(f"target removed: {t}")
+    total = (d.get("total_size") or {}).get("change")
+    return {"rows": rows, "size_delta": total if total is not None else new.total_size() - base.total_size(),
+            "notes": notes, "source": "offpkg.updates.diff_manifests"}
 
 
 def _graph(view: BundleView) -> list[dict[str, Any]]:
@@ -181,7 +213,7 @@ def render(view: BundleView, *, bundle: Path, verification: dict[str, Any], sigs
         name=bundle.name, m=m, total=total, items=items, targets=targets, cuda=_gpu_build(m.cuda),
         rocm=_gpu_build(m.extra.get("rocm")), stack=_s(m.extra.get("stack"), 80) or None, verification=verification, smoke=smoke, sigs=sigs, licenses=lic.most_common(),
         unknown=lic.get("unknown", 0), chart=chart(view.items, total), graph=_graph(view),
-        diff=diff(base, m) if base is not None else None, base_name=base_name, version=__version__,
+        diff=diff(base, m, base_name or "base", bundle.name) if base is not None else None, base_name=base_name, version=__version__,
         source=view.source, manifest_sha=view.manifest_sha256,
         conda={k: _s((m.conda or {}).get(k), 200) for k in ("path", "platform", "packages", "python")} if m.conda else None,
         tools=[i for i in view.items if i.role == "tool"], conda_items=[i for i in view.items if i.role == "conda"])
@@ -195,7 +227,7 @@ def build_report(bundle: Path, base: Path | None = None, trust: Path | None = No
     verification = {"ok": rep.ok, "problems": rep.problems[:50], "more": max(0, len(rep.problems) - 50),
                     "files": rep.files_checked, "bytes": rep.bytes_checked}
     view = load(bundle, strict=rep.ok)  # a damaged wheel is already named among the problems
-    sigs = signatures(bundle, view.manifest, trust)
+    sigs = signatures(bundle, trust, rep)
     base_m = read_manifest(base) if base is not None else None
     html = render(view, bundle=bundle, verification=verification, sigs=sigs, base=base_m,
                   base_name=base.name if base else "")

@@ -15,9 +15,12 @@ from ..options import force_option, json_option
 @click.option("-o", "--output", required=True, type=click.Path(), help="The HTML file to write.")
 @click.option("--base", default=None, type=click.Path(exists=False), metavar="OLD",
               help="An older bundle (directory or archive): the report shows what changed since.")
+@click.option("--trust", "trust", default=None, type=click.Path(exists=False), metavar="ALLOWED_SIGNERS",
+              help="Check the bundle's signatures against this OpenSSH allowed_signers file "
+                   "(default: OFFPKG_TRUST / the trust config key).")
 @force_option
 @json_option
-def report(bundle: str, output: str, base: str | None, force: bool, as_json: bool) -> None:
+def report(bundle: str, output: str, base: str | None, trust: str | None, force: bool, as_json: bool) -> None:
     """Write an HTML review of a bundle: targets, GPU build, signatures, verification,
     packages with licenses and sizes, a size chart, dependencies, and the diff with --base.
 
@@ -35,8 +38,19 @@ def report(bundle: str, output: str, base: str | None, force: bool, as_json: boo
 
         raise UsageError(f"-o {out} is a directory; give the path of the HTML file to write")
     check_output(out, force)
+    anchor = None
+    try:
+        from ...trust import resolve_anchor
+        from ._common import settings
+
+        anchor = resolve_anchor(trust, settings())
+    except ImportError:
+        if trust:
+            from ...errors import UsageError
+
+            raise UsageError("--trust: this offpkg cannot check signatures") from None
     with ui.spinner("verifying the bundle and reading its packages"):
-        html, summary = build_report(Path(bundle), Path(base) if base else None)
+        html, summary = build_report(Path(bundle), Path(base) if base else None, anchor)
     write_text_atomic(out, html)
     if as_json:
         ui.emit_json("report", {"ok": True, "bundle": bundle, "output": str(out), "base": base, **summary})
