@@ -157,12 +157,27 @@ def _s(v: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _detail(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_s(x, 80)}" for k, x in list(v.items())[:8])
+    return _s(v, 600)
+
+
 def _smoke(v: Any) -> dict[str, Any] | None:
+    """The smoke-test record, shaped for the page; a check's own sub-checks (the stack's script) one level down."""
     if not isinstance(v, dict):
         return None
-    checks = [{"name": _s(c.get("name"), 120), "ok": c.get("ok") is True,
-               "detail": _s(c.get("output") or c.get("detail") or c.get("backend") or "", 600)}
-              for c in (v.get("checks") if isinstance(v.get("checks"), list) else [])[:100] if isinstance(c, dict)]
+    checks: list[dict[str, Any]] = []
+    for c in (v.get("checks") if isinstance(v.get("checks"), list) else [])[:100]:
+        if not isinstance(c, dict):
+            continue
+        inner = c.get("report").get("checks") if isinstance(c.get("report"), dict) else None
+        subs = [{"name": _s(sub.get("name"), 120), "ok": sub.get("ok") is True,
+                 "detail": _detail(sub.get("detail") or sub.get("output") or "")}
+                for sub in (inner if isinstance(inner, list) else [])[:100] if isinstance(sub, dict)]
+        checks.append({"name": _s(c.get("name"), 120), "ok": c.get("ok") is True, "subs": subs,
+                       "failed": sum(1 for x in subs if not x["ok"]),
+                       "detail": _detail(c.get("output") or c.get("detail") or c.get("backend") or "")})
     return {"verified": v.get("verified") is True, "when": _s(v.get("when"), 40),
             "network_isolation": _s(v.get("network_isolation"), 120), "checks": checks}
 
