@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from mirror_servers import PROJECT, Behaviour, MirrorServer, closed_port  # noqa: E402
 
 from offpkg import config as config_mod  # noqa: E402
-from offpkg import mirrors  # noqa: E402
+from offpkg.mirrors import catalog as mirrors  # noqa: E402
 from offpkg.cli.commands.mirror import cli  # noqa: E402
 from offpkg.errors import UsageError  # noqa: E402
 
