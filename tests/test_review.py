@@ -19,7 +19,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 import zipfile
@@ -27,7 +26,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import assert_clean_error, run_offpkg, serve
 from pkgfactory import Dist, build_wheel, write_simple_index
 
@@ -49,7 +47,7 @@ class MetaDist(Dist):
         self.headers = list(headers or [])
 
     def metadata(self) -> str:
-        head, _, rest = super().metadata().partition("\n")
+        _, _, rest = super().metadata().partition("\n")
         return "Metadata-Version: 2.4\n" + "".join(h + "\n" for h in self.headers) + rest
 
 
@@ -386,7 +384,7 @@ def chromium() -> str:
 
 def _chromium(exe: str, tmp: Path, url: str, *extra: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"
-    return subprocess.run([*prefix, exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
+    return subprocess.run([*prefix, exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url], check=False,
                           capture_output=True, text=True, timeout=180, env={**os.environ, "HOME": str(tmp)})
 
 
@@ -580,3 +578,25 @@ def test_conda_packages_are_pkg_conda_components(work, lindex, tmp_path) -> None
     lic = json.loads(run_offpkg(["licenses", str(out), "--json"], work["env"]).stdout)
     roles = {p["name"]: p["role"] for p in lic["packages"]}
     assert roles["tinylib"] == "conda" and roles["mitexpr"] == "requirement"
+
+
+def test_report_of_a_hostile_manifest_escapes_and_does_not_crash(make, work, tmp_path) -> None:
+    src = make("lic", "mitexpr", "apachename", "bsdonly", "withsbom==1.0", "--no-tools")
+    b = tmp_path / "hostile"
+    shutil.copytree(src, b)
+    m = json.loads((b / "offpkg.json").read_text())
+    m["cuda"] = {"variant": "<img src=http://x.invalid/a>", "archs": 5, "torch": ["x"], "min_driver": {"a": 1}}
+    m["verification"] = {"verified": "yes", "when": 12, "checks": ["not a dict", {"name": "<b>n</b>", "ok": 1,
+                                                                               "report": {"checks": "x"}}]}
+    m["extra"] = {"stack": {"<script>": 1}, "rocm": "nope"}
+    m["requirements"] = ["<script>alert(1)</script>"]
+    (b / "offpkg.json").write_text(json.dumps(m))
+    out = tmp_path / "r.html"
+    proc = run_offpkg(["report", str(b), "-o", str(out), "--json"], work["env"])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["verified"] is False  # SHA256SUMS no longer matches the manifest
+    text = out.read_text()
+    assert "<script" not in text and "<img" not in text and "<b>n</b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;img src=http://x.invalid/a&gt;" in text
+    # "yes" is not true: the smoke test does not show as passed
+    assert "passed" not in text
