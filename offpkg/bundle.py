@@ -49,6 +49,9 @@ from .hashing import sha256_file
 from .net.index import DistFile, IndexClient
 from .manifest import MANIFEST_NAME, SUMS_NAME, FileEntry, Manifest, Package
 from .redact import strip_credentials
+from . import lockcache
+from .lockcache import LockCache
+from .prefetch import Prefetch
 from .resolve import Selection, lock
 from ._templates import read_template
 from .target import Target
@@ -72,6 +75,8 @@ class BundleOptions:
     extra: dict[str, Any] = field(default_factory=dict)
     # SPDX ids/globs (or "unknown") that refuse the bundle (offpkg.review.licenses).
     deny_licenses: list[str] = field(default_factory=list)
+    # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
+    reuse_lock: bool = True
 
 
 @dataclass
@@ -83,6 +88,7 @@ class BundleResult:
     cached_files: int
     built_from_sdist: list[str]
     timings: dict[str, float]
+    reused_locks: int = 0  # targets whose resolution was reused (offpkg.lockcache)
 
 
 def output_kind(path: Path) -> str:
@@ -120,7 +126,7 @@ def _probe_source() -> str:
 
 
 def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Events,
-             on_select: Any = None) -> list[list[Selection]]:
+             on_select: Any = None, lock_cache: LockCache | None = None) -> list[list[Selection]]:
     locks: list[list[Selection]] = []
     if not opts.requirements:  # e.g. a bundle of a conda environment only
         return [[] for _ in opts.targets]
@@ -129,7 +135,7 @@ def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Ev
         wd = workdir / f"t{i}"
         wd.mkdir()
         locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd,
-                          on_select=on_select))
+                          on_select=on_select, lock_cache=lock_cache))
         events.done("resolve")
     return locks
 
@@ -439,6 +445,14 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
     return fetched, [fetched[f.filename] for f in tool_files]
 
 
+def _all_reusable(opts: BundleOptions, lock_cache: LockCache | None) -> bool:
+    """Whether every target has a resolution record to reuse (then there is nothing to guess)."""
+    if lock_cache is None:
+        return False
+    return all(lock_cache.load(lockcache.key(opts.requirements, opts.constraints, t.to_json(), opts.sources,
+                                             opts.backend.name)) for t in opts.targets)
+
+
 class _Background:
     """``fn(*args)`` in a daemon thread: if the main work fails first, nobody waits for it
     (a stalled index would otherwise hold the error back for its timeouts)."""
@@ -486,12 +500,20 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
         # Each file's download starts as soon as it is chosen, while the other index pages
         # are still coming in (the largest, torch, no longer waits for the last page).
         early = _EarlyFetch(opts, client, events)
+        lock_cache = LockCache(opts.cache.root) if opts.reuse_lock else None
+        # With nothing to reuse, guess the big files and start them before the resolver answers.
+        prefetch = Prefetch(opts.cache, opts.fetch_policy, client, progress=early._progress, warn=events.warn)
+        if opts.requirements and not _all_reusable(opts, lock_cache):
+            prefetch.start(opts.requirements, opts.targets)
         try:
-            locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file))
+            locks = lock_all(opts, client, work, events, on_select=lambda s: early.submit(s.file),
+                             lock_cache=lock_cache)
+            prefetched = prefetch.settle({s.file.filename for sels in locks for s in sels})
             timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
             t1 = time.monotonic()
             fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
         except BaseException:
+            prefetch.stop()
             early.fetcher.cancel()
             raise
         timings["fetch"] = time.monotonic() - t1
@@ -524,9 +546,14 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
                 write_tar(stage, archive, compression="zst" if kind == "tar.zst" else None)
             commit(archive, opts.output, opts.force)
         timings["write"] = time.monotonic() - t4
+    if lock_cache is not None:
+        lock_cache.commit()  # only now: the bundle is complete
     for note in client.notes:  # an index page came from a fallback mirror
         events.warn(note)
-    downloaded = sum(f.size for f in fetched.values() if not f.from_cache)
+    # Files the guesses downloaded reach the real fetch through the cache: they were downloaded all the same.
+    new = [f for f in fetched.values() if not f.from_cache or f.filename in prefetched]
+    downloaded = sum(f.size for f in new)
     return BundleResult(opts.output, manifest, time.monotonic() - t0, downloaded,
-                        sum(1 for f in fetched.values() if f.from_cache),
-                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings)
+                        len(fetched) - len(new),
+                        [s.file.filename for sels in locks for s in sels if s.needs_build], timings,
+                        reused_locks=lock_cache.hits if lock_cache else 0)

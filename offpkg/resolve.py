@@ -23,8 +23,10 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from . import lockcache
 from .backends import Backend, PackageResolutionError, Pin, Sources
-from .errors import InputError, NetworkError, NoWheelError, ResolutionError, SubprocessError
+from .errors import InputError, NetworkError, NoWheelError, OffpkgError, ResolutionError, SubprocessError
+from .lockcache import LockCache
 from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
 from .target import Target
 
@@ -199,27 +201,58 @@ def select_file(pin: Pin, files: list[DistFile], target: Target, ranks: dict | N
 
 
 def lock(requirements: list[str], constraints: list[Path], target: Target, sources: Sources, backend: Backend,
-         client: IndexClient, workdir: Path, on_select: Callable[[Selection], None] | None = None) -> list[Selection]:
+         client: IndexClient, workdir: Path, on_select: Callable[[Selection], None] | None = None,
+         lock_cache: LockCache | None = None) -> list[Selection]:
     """The selections of every pin, in the resolver's order. ``on_select`` is called with each
-    selection as soon as it is made (as the index pages come in), e.g. to start its download."""
+    selection as soon as it is made (as the index pages come in), e.g. to start its download.
+
+    With ``lock_cache``, the pins of an earlier run with the same inputs are reused when every
+    pinned project's page still says what it said then (offpkg.lockcache explains why that is enough).
+    """
+    k = lockcache.key(requirements, constraints, target.to_json(), sources, backend.name) if lock_cache else None
+    record = lock_cache.load(k) if lock_cache else None
+    if record is not None:
+        pins = [Pin(n, v) for n, v in record[0]]
+        try:
+            sels, pages = _select_all(pins, target, client, None)
+        except OffpkgError:
+            sels = None  # a page that cannot be read now, or a file gone: resolve afresh
+        if sels is not None and pages == record[1]:
+            lock_cache.hits += 1
+            for s in sels:
+                if on_select is not None:
+                    on_select(s)
+            return sels
     reqfile = workdir / "requirements.in"
     reqfile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     pins = _resolve_with_fallback(reqfile, requirements, constraints, target, sources, backend, client, workdir)
+    sels, pages = _select_all(pins, target, client, on_select)
+    if lock_cache is not None:
+        lock_cache.store(k, [(p.name, p.version) for p in pins], pages)
+    return sels
+
+
+def _select_all(pins: list[Pin], target: Target, client: IndexClient,
+                on_select: Callable[[Selection], None] | None) -> tuple[list[Selection], dict[str, str]]:
+    """Each pin's file, read from its project page (8 pages at a time), and a digest of each page."""
     ranks = target.tag_rank()
+    digests: dict[str, str] = {}
     chosen: dict[int, Selection] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         pages = {pool.submit(client.files, p.name): i for i, p in enumerate(pins)}
         try:
             for fut in as_completed(pages):
                 i = pages[fut]
-                sel = chosen[i] = select_file(pins[i], fut.result(), target, ranks)
+                files = fut.result()
+                digests[pins[i].name] = lockcache.page_digest(files)
+                sel = chosen[i] = select_file(pins[i], files, target, ranks)
                 if on_select is not None:
                     on_select(sel)
         except BaseException:
             for fut in pages:
                 fut.cancel()
             raise
-    return [chosen[i] for i in range(len(pins))]
+    return [chosen[i] for i in range(len(pins))], digests
 
 
 def _resolve_with_fallback(reqfile: Path, requirements: list[str], constraints: list[Path], target: Target,

@@ -370,7 +370,9 @@ def test_cli_server_errors_after_retries(offpkg, env, repo: Path, tmp_path: Path
     assert_clean_error(proc, 5, "could not download", "HTTP 500")
     # FetchPolicy's default: 1 + 4 retries for the file that failed first; that
     # failure stops the other download (which may have had fewer tries by then).
-    assert max(tries.values()) == 5 and min(tries.values()) >= 1, tries
+    # The top-level requirement may also have had one speculative attempt (offpkg.prefetch:
+    # a guess tries once, without retries, and leaves the file to the real fetch).
+    assert 5 <= max(tries.values()) <= 6 and tries["beta"] <= 5 and min(tries.values()) >= 1, tries
     payload = json.loads(proc.stdout)
     assert payload["command"] == "error" and payload["error"]["exit_code"] == 5
     assert not (tmp_path / "out").exists()

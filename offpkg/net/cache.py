@@ -9,12 +9,22 @@ left by a killed run (``kill -9``) is resumed by the next download of the same
 file (with HTTP Range, and re-verified as a whole); :meth:`Cache.clean_stale`
 removes those nobody came back for, and temporaries of dead processes.
 
-Entries are re-hashed whenever they are used: a cache on a flaky disk must never
-put a corrupt wheel into a bundle (pip#3127, #3792).
+Entries are hashed once, when they are stored, and then trusted by identity: a
+``.verified`` stamp beside the entry records the file's size, inode, mtime and
+ctime at the moment its bytes matched. A later use re-hashes only when the
+stamp no longer matches. The argument (docs/performance.md, "Why the cache is
+not re-hashed"): the entry lives under its own sha256, is written once and
+made read-only; any write through the file system changes its ctime, which
+user space cannot set back, so an unchanged stamp means the bytes hashed then
+are the bytes there now. What a stamp cannot see — bit rot below the file
+system, or someone editing the block device — is what ``--verify-cache``
+(``Cache(verify=True)``: re-hash every entry used) is for, and every bundle is
+verified again by whoever installs it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -32,9 +42,18 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("offpkg"))
 
 
+STAMP = ".verified"
+
+
+def _identity(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+
+
 class Cache:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, verify: bool = False) -> None:
         self.root = Path(root) if root else default_cache_dir()
+        # True: re-hash every entry on use (--verify-cache), whatever its stamp says.
+        self.verify = verify
 
     @property
     def index_dir(self) -> Path:
@@ -53,18 +72,54 @@ class Cache:
         return FileLock(str(d / ".lock"), timeout=timeout)
 
     def lookup(self, sha256: str, filename: str) -> Path | None:
-        """A verified cached file, or None. A corrupt entry is removed."""
+        """A verified cached file, or None. A corrupt entry is removed.
+
+        The bytes are hashed only when the entry's stamp does not match the file
+        (or with ``verify``); see the module docstring for why that is enough.
+        """
         p = self.path(sha256, filename)
+        try:
+            st = p.stat()
+        except OSError:
+            return None
         if not p.is_file():
             return None
+        if not self.verify and self._stamped(p, st):
+            return p
         digest, _ = sha256_file(p)
         if digest == sha256:
+            self.stamp(p)
             return p
         try:  # a corrupt entry must never be used again
             p.unlink()
+            self._stamp_path(p).unlink(missing_ok=True)
         except OSError:
             pass
         return None
+
+    @staticmethod
+    def _stamp_path(p: Path) -> Path:
+        return p.with_name(f"{STAMP}-{p.name}.json")
+
+    def _stamped(self, p: Path, st: os.stat_result) -> bool:
+        try:
+            return json.loads(self._stamp_path(p).read_text(encoding="utf-8")) == _identity(st)
+        except (OSError, ValueError):
+            return False
+
+    def stamp(self, p: Path) -> None:
+        """Record that ``p``'s bytes were just checked against its entry's sha256.
+
+        The file is made read-only first (that changes its ctime, so the stamp is
+        taken after); never raises: a missing stamp only costs a re-hash.
+        """
+        try:
+            os.chmod(p, 0o444)
+            tmp = self._stamp_path(p).with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(_identity(p.stat())), encoding="utf-8")
+            os.replace(tmp, self._stamp_path(p))
+        except OSError:
+            pass
 
     def clean_stale(self, max_age: float = 3 * 86400) -> int:
         """Remove temporaries of dead runs; returns how many.
@@ -112,7 +167,7 @@ class Cache:
         bad = []
         base = self.root / "files"
         for p in base.glob("*/*/*") if base.is_dir() else ():
-            if p.name == ".lock" or p.name.endswith(".part") or not p.is_file():
+            if p.name == ".lock" or p.name.startswith(STAMP) or p.name.endswith(".part") or not p.is_file():
                 continue
             if sha256_file(p)[0] != p.parent.name:
                 bad.append(p)

@@ -197,6 +197,7 @@ class Fetcher:
                     self.warn(f"{f.filename}: {errors[-1]}; trying the next mirror")
                 try:
                     size = self._download(url, dest, f.sha256)
+                    self.cache.stamp(dest)  # hashed while it was written: no second pass
                     return Fetched(f.filename, dest, f.sha256, size, False, url)
                 except (_Retryable, _UrlFailed) as exc:
                     errors.append(f"{redact_url(url)} failed ({exc})")
@@ -240,6 +241,7 @@ class Fetcher:
                     except OSError as exc:
                         tmp.unlink(missing_ok=True)
                         raise _disk_error(exc, f.filename, dest.parent) from None
+                    self.cache.stamp(dest)
         if self.progress:
             self.progress(size)
         return Fetched(f.filename, dest, digest, size, True, str(path))

@@ -53,13 +53,17 @@ def _is_torch(requirement: str) -> bool:
 @click.option("--deny-license", "deny_licenses", multiple=True, metavar="SPDX",
               help="Refuse the bundle (exit 11) if a package's license is this SPDX id or glob (GPL-*), or "
                    "'unknown'; repeatable; adds to the deny-licenses config key.")
+@click.option("--refresh", is_flag=True,
+              help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
+@click.option("--verify-cache", "verify_cache", is_flag=True,
+              help="Re-hash every cached file used, instead of trusting the stamp taken when it was stored.")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           deny_licenses: tuple[str, ...], as_json: bool) -> None:
+           deny_licenses: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -94,8 +98,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
-                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None),
-                         force=force, tools=tools, stack=stack,
+                         output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
+                         force=force, tools=tools, stack=stack, reuse_lock=not refresh,
                          deny_licenses=[*(cfg.get("deny_licenses") or []), *deny_licenses])
     from ...review.licenses import check_patterns
 
@@ -125,6 +129,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     payload = {
         "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
         "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
+        "reused_locks": res.reused_locks,
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
