@@ -265,21 +265,6 @@ disable-pip-version-check = true
 """
 
 
-def review_files(opts: BundleOptions, locks: list[list[Selection]], fetched: dict[str, Fetched],
-                 built: dict[str, Fetched], tools: list[Fetched]) -> Any:
-    """Read what the bundle will carry for the SBOM and notices, and apply the license gate
-    (LicensePolicyError) before anything is laid out."""
-    from .review.collect import collect
-
-    wheels = {f.filename: f.path for sels in locks for f in
-              (built.get(s.file.filename) or fetched[s.file.filename] for s in sels)}
-    wheels.update({f.filename: f.path for f in tools})
-    conda = opts.extra.get("conda") or {}
-    review = collect(wheels, Path(conda["source_prefix"]) if conda.get("source_prefix") else None)
-    review.gate(opts.deny_licenses)
-    return review
-
-
 def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
                  fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched],
                  review: Any = None) -> Manifest:
@@ -522,7 +507,11 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             built.update(_build_sdists(opts, t, sels, fetched, work, events))
         stage = tmp / "bundle"
         t2 = time.monotonic()
-        review = review_files(opts, locks, fetched, built, tools)
+        from .review.collect import for_bundle
+
+        # Reads what will be carried (SBOM, notices); the license gate refuses here, before any layout.
+        review = for_bundle(opts, [built.get(s.file.filename) or fetched[s.file.filename]
+                                   for sels in locks for s in sels] + tools)
         manifest = write_layout(stage, opts, locks, fetched, built, tools, review)
         timings["layout"] = time.monotonic() - t2
         if verify_hook is not None:

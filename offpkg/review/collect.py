@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..manifest import Package
 from ..target import Target
@@ -47,4 +48,14 @@ def collect(wheels: dict[str, Path], conda_prefix: Path | None = None) -> Review
         from ..conda.env import conda_records
 
         review.conda = [c for c in (CondaPackage.from_record(r) for r in conda_records(conda_prefix)) if c]
+    return review
+
+
+def for_bundle(opts: Any, files: list[Any]) -> Review:
+    """``build_bundle``'s hook: read the fetched ``files`` (``net.fetch.Fetched``) the bundle will carry
+    and its conda environment's records, then apply ``opts.deny_licenses`` (LicensePolicyError)."""
+    conda = opts.extra.get("conda") or {}
+    review = collect({f.filename: f.path for f in files},
+                     Path(conda["source_prefix"]) if conda.get("source_prefix") else None)
+    review.gate(opts.deny_licenses)
     return review
