@@ -600,3 +600,29 @@ def test_report_of_a_hostile_manifest_escapes_and_does_not_crash(make, work, tmp
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;img src=http://x.invalid/a&gt;" in text
     # "yes" is not true: the smoke test does not show as passed
     assert "passed" not in text
+
+
+def test_report_shows_who_signed_and_whether_they_are_trusted(make, work, tmp_path) -> None:
+    pytest.importorskip("offpkg.trust", reason="the trust work (signatures) is not in this build")
+    if shutil.which("ssh-keygen") is None:
+        pytest.fail("ssh-keygen is missing: .ci/setup-system.sh installs openssh-client")
+    b = tmp_path / "signed"
+    shutil.copytree(make("lic", "mitexpr", "apachename", "bsdonly", "withsbom==1.0", "--no-tools"), b)
+    key = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "builder", "-f", str(key)], check=True)
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    (tmp_path / "allowed").write_text(f"builder@example.org {(tmp_path / 'id.pub').read_text()}")
+    (tmp_path / "strangers").write_text(f"someone@example.org {(tmp_path / 'other.pub').read_text()}")
+    signed = run_offpkg(["sign", str(b), "--key", str(key)], work["env"])
+    assert signed.returncode == 0, signed.stderr
+    cases = {"allowed": ("trusted", "builder@example.org"), "strangers": ("signed", "not in the trust anchor"),
+             None: ("signed", "give --trust")}
+    for anchor, (state, needle) in cases.items():
+        out = tmp_path / f"r-{anchor}.html"
+        proc = run_offpkg(["report", str(b), "-o", str(out), "--json",
+                           *(["--trust", str(tmp_path / anchor)] if anchor else [])], work["env"])
+        assert proc.returncode == 0, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["signatures"] == state and doc["verified"], doc
+        assert needle in out.read_text()

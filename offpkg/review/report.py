@@ -58,13 +58,13 @@ def signatures(bundle: Path, trust: Path | None = None, report: Any = None) -> S
     if not rep.signatures:
         return Signatures(detail="the bundle carries no signature; its contents are as the builder says"
                           + ("; " + "; ".join(rep.problems) if rep.problems else ""))
-    signers = tuple(s.describe() for s in rep.signatures)
+    who = tuple(f"{s.principal} ({s.key})" if s.principal else s.key for s in rep.signatures)
+    said = "; ".join(s.describe() for s in rep.signatures)
     if rep.trusted:
-        return Signatures("trusted", signers, f"by a signer in {trust}")
+        return Signatures("trusted", who, said)
     if any(s.status == "invalid" for s in rep.signatures):
-        return Signatures("invalid", signers, "; ".join(rep.problems) or "a signature does not match offpkg.json")
-    return Signatures("signed", signers, "; ".join(rep.problems) if rep.problems else
-                      "not checked: give --trust ALLOWED_SIGNERS to check who signed")
+        return Signatures("invalid", who, "; ".join(rep.problems) or said)
+    return Signatures("signed", who, said + ("" if trust else "; give --trust ALLOWED_SIGNERS to check who signed"))
 
 
 def chart(items: list[Item], total: int, top: int = CHART_TOP) -> dict[str, Any]:
