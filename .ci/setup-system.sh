@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
-# System tools the tests need; each line installs one only when it is missing (append, never rewrite).
+# System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
 set -euo pipefail
-command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium)
+command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends chromium)

@@ -293,7 +293,7 @@ def _nvidia_smi():
 
 
 def gpu_facts(os_name="linux"):
-    """NVIDIA driver, the newest CUDA it runs, and each GPU's name and compute capability.
+    """NVIDIA driver, the newest CUDA it runs, and each GPU's name and compute capability (AMD: see amd_facts).
 
     Sources in order: OFFPKG_CUDA_DRIVER_VERSION / OFFPKG_CUDA_COMPUTE_CAP, then
     /sys/module/nvidia/version, /proc/driver/nvidia/version, then nvidia-smi.
@@ -325,13 +325,101 @@ def gpu_facts(os_name="linux"):
                 driver, source = smi[0], "nvidia-smi"
             if devices is None:
                 devices = smi[1]
-    if driver is None and not devices:
-        return None
-    return {
+    jetson = _is_jetson()
+    if driver is None and not devices and not jetson:
+        return amd_facts()
+    facts = {
         "vendor": "nvidia",
         "driver_version": driver,
         "cuda_max": cuda_for_driver(driver, os_name),
         "devices": devices or [],
+        "source": source or "env",
+    }
+    if jetson:
+        facts["jetson"] = jetson
+    return facts
+
+
+def _is_jetson():
+    """The Jetson model ("NVIDIA Jetson AGX Orin ...") when this is a Jetson (L4T) board, else None."""
+    if not os.path.exists("/etc/nv_tegra_release"):
+        return None
+    model = (_read("/proc/device-tree/model") or "").strip("\x00 \n")
+    return model or "NVIDIA Jetson (L4T)"
+
+
+def gfx_name(target_version):
+    """KFD's gfx_target_version (major*10000 + minor*100 + stepping) as a gfx target: 90010 -> gfx90a."""
+    v = int(target_version)
+    major, minor, step = v // 10000, (v // 100) % 100, v % 100
+    if major <= 0:
+        return None
+    return "gfx%d%x%x" % (major, minor, step)
+
+
+def _kfd_gfx():
+    """gfx targets of the GPU nodes in /sys/class/kfd/kfd/topology/nodes/*/properties (amdgpu loaded)."""
+    root = "/sys/class/kfd/kfd/topology/nodes"
+    out = []
+    try:
+        nodes = sorted(os.listdir(root), key=lambda n: int(n) if n.isdigit() else 0)
+    except OSError:
+        return out
+    for node in nodes:
+        text = _read(os.path.join(root, node, "properties")) or ""
+        m = re.search(r"^gfx_target_version\s+(\d+)", text, re.M)
+        if m and int(m.group(1)) > 0:  # CPU nodes have 0
+            name = gfx_name(m.group(1))
+            if name:
+                out.append(name)
+    return out
+
+
+def _run(argv):
+    try:
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def _rocm_version():
+    """The installed ROCm version: /opt/rocm/.info/version, else `amd-smi version`, else None."""
+    text = _read(os.path.join(os.environ.get("ROCM_PATH") or "/opt/rocm", ".info", "version"))
+    m = re.match(r"\s*(\d+\.\d+(?:\.\d+)?)", text or "")
+    if m:
+        return m.group(1)
+    m = re.search(r"ROCm version:\s*(\d+\.\d+(?:\.\d+)?)", _run(["amd-smi", "version"]) or "")
+    return m.group(1) if m else None
+
+
+def amd_facts():
+    """AMD GPUs: each one's gfx target and the ROCm version; None when there is none.
+
+    Sources in order: OFFPKG_ROCM_GFX (comma-separated) / OFFPKG_ROCM_VERSION, then the
+    KFD topology in sysfs (amdgpu driver loaded), then `rocminfo`; the ROCm version from
+    /opt/rocm/.info/version or `amd-smi version`.
+    """
+    env_gfx = os.environ.get("OFFPKG_ROCM_GFX", "").strip()
+    env_ver = os.environ.get("OFFPKG_ROCM_VERSION", "").strip()
+    source = None
+    gfx = [g.strip().lower() for g in env_gfx.split(",") if g.strip()] if env_gfx else []
+    if gfx:
+        source = "env"
+    if not gfx:
+        gfx = _kfd_gfx()
+        source = "/sys/class/kfd/kfd/topology" if gfx else None
+    if not gfx:
+        text = _run(["rocminfo"]) or ""
+        gfx = [g for g in re.findall(r"^\s*Name:\s*(gfx[0-9a-f]{3,4})\b", text, re.M)]
+        source = "rocminfo" if gfx else None
+    if not gfx and not env_ver:
+        return None
+    return {
+        "vendor": "amd",
+        "rocm_version": env_ver or _rocm_version(),
+        "devices": [{"name": "AMD GPU %d" % i, "gfx": g} for i, g in enumerate(gfx)],
         "source": source or "env",
     }
 

@@ -137,6 +137,12 @@ def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Ev
         locks.append(lock(opts.requirements, opts.constraints, target, opts.sources, opts.backend, client, wd,
                           on_select=on_select, lock_cache=lock_cache))
         events.done("resolve")
+    direct = opts.extra.get("direct_files")
+    if direct:  # direct references (offpkg.directref): resolution must have taken exactly their files
+        from .directref import check_locked
+
+        check_locked(direct, [(s.pin.name, s.file.filename, s.file.sha256 or (
+            sha256_file(s.file.local_path)[0] if s.file.local_path else "")) for sels in locks for s in sels])
     return locks
 
 
@@ -341,7 +347,7 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
         indexes=tuple(strip_credentials(u) for u in opts.sources.index_urls),
         cuda=opts.cuda,
         conda=opts.extra.get("conda"),
-        extra={k: v for k, v in opts.extra.items() if k not in ("extra_files", "conda")} | (
+        extra={k: v for k, v in opts.extra.items() if k not in ("extra_files", "conda", "direct_files")} | (
             {"stack": opts.stack} if opts.stack else {}),
     )
     write_manifest(stage, manifest)

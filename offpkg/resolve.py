@@ -12,13 +12,12 @@ and the tags tried.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -28,6 +27,7 @@ from .backends import Backend, PackageResolutionError, Pin, Sources
 from .errors import InputError, NetworkError, NoWheelError, OffpkgError, ResolutionError, SubprocessError
 from .lockcache import LockCache
 from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
+from .reqfile import ReqFile
 from .target import Target
 
 
@@ -41,92 +41,57 @@ class Selection:
 
 # ---------------------------------------------------------------- requirement input
 
-def read_requirement_lines(path: Path, _seen: frozenset[Path] = frozenset()) -> tuple[list[str], list[Path]]:
+def read_requirement_lines(path: Path) -> tuple[list[str], list[Path]]:
     """Requirements of a requirements file (following ``-r``) and the constraint files it names.
 
-    Editable, local-path and VCS requirements cannot be carried: they are errors
-    naming the file and line. ``--hash`` options are dropped (offpkg re-pins).
+    A file with direct references (URLs, VCS, paths) is read with :func:`collect_inputs`;
+    here they are an error naming the file and line.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"requirements file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read requirements file {path}: {exc}",
-                         hint="it must be a UTF-8 text file in pip's requirements format") from None
-    if path.resolve() in _seen:
-        raise InputError(f"requirements file {path} includes itself (-r loop)")
-    seen = _seen | {path.resolve()}
-    reqs: list[str] = []
-    constraints: list[Path] = []
-    # Join continuation lines first, keeping the first line's number for errors.
-    logical: list[tuple[int, str]] = []
-    buf, start = "", 0
-    for no, raw in enumerate(text.splitlines(), 1):
-        if not buf:
-            start = no
-        line = raw.rstrip()
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        logical.append((start, buf + line))
-        buf = ""
-    if buf:
-        logical.append((start, buf))
-    for no, line in logical:
-        line = re.sub(r"(^|\s)#.*$", "", line).strip()
-        if not line:
-            continue
-        where = f"{path}:{no}"
-        if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
-            ref = re.sub(r"^(-r|--requirement)=?\s*", "", line)
-            sub, subc = read_requirement_lines((path.parent / ref), seen)
-            reqs += sub
-            constraints += subc
-            continue
-        if line.startswith(("-c ", "--constraint ", "-c", "--constraint=")):
-            constraints.append(path.parent / re.sub(r"^(-c|--constraint)=?\s*", "", line))
-            continue
-        if line.startswith(("-e ", "--editable")):
-            raise InputError(f"{where}: editable requirement {line!r} cannot be carried offline",
-                             hint="build a wheel of it (`pip wheel`) and list the wheel's name and version instead")
-        if line.startswith("-"):
-            # Index options belong to offpkg's own options; other pip options do not apply.
-            if line.startswith(("--index-url", "-i ", "--extra-index-url", "--find-links", "-f ", "--trusted-host",
-                                "--prefer-binary", "--only-binary", "--no-binary", "--pre")):
-                continue
-            raise InputError(f"{where}: unsupported option {line.split()[0]!r} in a requirements file")
-        line = re.sub(r"\s--hash[= ]\S+", "", line).strip()
-        reqs.append(check_requirement(line, where))
-    return reqs, constraints
+    from .reqfile import read_file
+
+    rf = read_file(path)
+    _no_direct(rf)
+    return rf.requirements, rf.constraints
+
+
+def _no_direct(rf: ReqFile) -> None:
+    if rf.direct:
+        ref = rf.direct[0]
+        raise InputError(f"{ref.where}: {ref.name or ref.url} is a direct reference ({ref.kind}); this command "
+                         "resolves from indexes only",
+                         hint="`offpkg bundle` builds and carries direct references")
 
 
 def check_requirement(text: str, where: str) -> str:
-    try:
-        req = Requirement(text)
-    except InvalidRequirement as exc:
-        raise InputError(f"{where}: {text!r} is not a valid requirement: {exc}",
-                         hint="use PEP 508 syntax, e.g. requests>=2.31 or numpy==2.1.3") from None
-    if req.url:
-        raise InputError(f"{where}: {req.name} comes from a URL or local path ({req.url}); it cannot be carried as it is",
-                         hint=f"build a wheel of it, put it in a --find-links folder and require {req.name} by version")
-    return str(req)
+    """A PEP 508 requirement without a URL (for commands that take no direct references)."""
+    from .reqfile import parse_line
+
+    req, ref = parse_line(text, where, Path.cwd())
+    if ref is not None:
+        _no_direct(ReqFile(direct=[ref]))
+    return req  # type: ignore[return-value]
+
+
+def collect_inputs(args: list[str], files: list[Path], constraint_files: list[Path]) -> ReqFile:
+    """Everything the requirement arguments and files say: requirements, constraints, index options and
+    direct references (see :mod:`offpkg.reqfile`)."""
+    from .reqfile import parse_args, read_file
+
+    out = parse_args(args)
+    out.constraints = list(constraint_files) + out.constraints
+    for f in files:
+        out.merge(read_file(f))
+    for c in out.constraints:
+        _no_direct(read_file(c))  # validate early: a bad constraint file is bad input too
+    if not out.requirements and not out.direct:
+        raise InputError("nothing to bundle: give requirements, -r FILE or --stack NAME")
+    return out
 
 
 def collect_requirements(args: list[str], files: list[Path], constraint_files: list[Path]) -> tuple[list[str], list[Path]]:
-    reqs: list[str] = []
-    constraints = list(constraint_files)
-    for a in args:
-        reqs.append(check_requirement(a, "command line"))
-    for f in files:
-        r, c = read_requirement_lines(f)
-        reqs += r
-        constraints += c
-    for c in constraints:
-        read_requirement_lines(c)  # validate early: a bad constraint file is bad input too
-    if not reqs:
-        raise InputError("nothing to bundle: give requirements, -r FILE or --stack NAME")
-    return reqs, constraints
+    rf = collect_inputs(args, files, constraint_files)
+    _no_direct(rf)
+    return rf.requirements, rf.constraints
 
 
 # ---------------------------------------------------------------- file selection

@@ -40,13 +40,16 @@ def test_every_figure_has_a_known_source() -> None:
         assert any(n in row["source"] for n in names), row
 
 
-def test_torch_releases_cover_2_0_to_2_13_and_pypi_defaults() -> None:
+def test_torch_releases_cover_every_release_on_pypi_and_pypi_defaults() -> None:
+    # ../shared/reference/cuda.md (read from the wheels on PyPI, 2026-11-30): 2.0 to 2.15.
     releases = cuda.torch_releases()
-    assert releases == [f"2.{i}" for i in range(14)]
+    assert releases == [f"2.{i}" for i in range(16)]
     assert cuda.variants_for("2.13") == ["cu126", "cu130", "cu132"]
     assert cuda.variants_for("2.6.1") == ["cu118", "cu124", "cu126"]
-    data = {r["torch"]: r["pypi_linux_x86_64"] for r in cuda.load_data()["torch"]}
-    assert data["2.13"] == "13.0" and data["2.0"] == "11.7" and data["2.8"] == "12.8"
+    data = {r["torch"]: r["pypi"] for r in cuda.load_data()["torch"]}
+    assert data["2.13"]["x86_64"] == "13.0" and data["2.0"]["x86_64"] == "11.7" and data["2.8"]["x86_64"] == "12.8"
+    assert data["2.15"] == {"x86_64": "13.2", "aarch64": "13.2"}
+    assert data["2.10"]["aarch64"] is None and data["2.11"]["aarch64"] == "13.0"  # aarch64 CUDA since 2.11
 
 
 def test_minor_version_compat_floors() -> None:
@@ -69,7 +72,7 @@ def test_uncertain_figures_are_marked() -> None:
 @pytest.mark.parametrize("breakage, words", [
     (lambda d: d["cuda_min_driver"][0].pop("source"), "source"),
     (lambda d: d["torch"][0]["variants"].append("cu999"), "unknown variant cu999"),
-    (lambda d: d["torch"][-1].__setitem__("pypi_linux_x86_64", "12.4"), "not among its variants"),
+    (lambda d: d["torch"][-1]["pypi"].__setitem__("x86_64", "12.4"), "not among its variants"),
     (lambda d: d["variant_archs"].__setitem__(0, {**d["variant_archs"][0], "archs": ["eight"]}), "malformed"),
     (lambda d: d.__setitem__("format", 99), "format"),
     (lambda d: d["variant_archs"].pop(0), "no variant_archs entry for cu117"),
@@ -95,7 +98,8 @@ def test_validate_data_rejects_broken_data(breakage, words: str) -> None:
     ("575.51.03", ["8.6"], "linux", "2.13", "cu126", False, "560.28.03"),    # 13.x floor is 580
     ("570.26", ["12.0"], "linux", "2.8", "cu128", False, "570.26"),          # cu129 needs 575: own cu128 wins
     ("570.26", ["7.0"], "linux", "2.8", "cu128", False, "570.26"),           # 2.8's cu128 still holds sm_70
-    ("570.26", ["7.0"], "linux", "2.10", "cu126", False, "560.28.03"),       # 2.10's cu128 dropped sm_70
+    ("570.26", ["7.0"], "linux", "2.10", "cu128", False, "570.26"),          # 2.10's cu128 still has Volta
+    ("570.26", ["7.0"], "linux", "2.11", "cu126", False, "560.28.03"),       # 2.11's cu128 dropped it (PR 172598)
     ("520.61.05", ["8.0"], "linux", "2.6", "cu118", False, "520.61.05"),     # below the 12.x floor
     ("470.42.01", ["8.6"], "linux", "2.7", "cu118", True, "450.80.02"),      # 11.x through compat
     ("580.65.06", ["8.9", "9.0"], "linux", "2.13", "cu130", False, "580.65.06"),  # 8.9 runs sm_86 code
@@ -137,17 +141,21 @@ def test_where_the_wheels_come_from() -> None:
     assert not cuda.plan("580.88", ["9.0"], os="windows", torch="2.13").from_pypi
     assert cuda.plan(None, [], os="windows", torch="2.13").from_pypi
     assert not cuda.plan(None, [], os="linux", torch="2.13").from_pypi  # Linux PyPI default is a CUDA build
-    # non-x86_64 Linux: always the index
-    assert not cuda.plan("580.65.06", ["9.0"], torch="2.13", arch="aarch64").from_pypi
+    # aarch64: PyPI's build is CUDA 13.0 since 2.11 (read from the wheels), CPU-only before
+    assert cuda.plan("580.65.06", ["9.0"], torch="2.13", arch="aarch64").from_pypi
+    assert cuda.plan(None, [], torch="2.10", arch="aarch64").from_pypi  # 2.10's aarch64 PyPI wheel is +cpu
+    assert not cuda.plan(None, [], torch="2.13", arch="aarch64").from_pypi
     mirror = cuda.plan("580.65.06", ["9.0"], torch="2.13", index_base="http://127.0.0.1:9/pytorch/whl/")
     assert mirror.index_url == "http://127.0.0.1:9/pytorch/whl/cu130"
 
 
 def test_no_torch_picks_the_newest_release_that_fits() -> None:
     p = cuda.plan("535.54.03", ["8.0"])
-    assert (p.torch, p.variant, p.uses_minor_version_compat) == ("2.13", "cu126", True)
+    assert (p.torch, p.variant, p.uses_minor_version_compat) == ("2.14", "cu126", True)
     p = cuda.plan("590.44.01", ["7.0", "9.0"])  # a Volta and a Hopper: only cu126 covers both
-    assert (p.torch, p.variant) == ("2.13", "cu126")
+    assert (p.torch, p.variant) == ("2.14", "cu126")
+    p = cuda.plan("595.45.04", ["9.0"])  # 2.15 is PyPI's cu132 build
+    assert (p.torch, p.variant, p.from_pypi) == ("2.15", "cu132", True)
     p = cuda.plan("570.26", ["10.0"])  # Blackwell: cu126 lacks sm_100, 2.12+ lost cu128, CUDA 13 needs 580
     assert (p.torch, p.variant) == ("2.11", "cu128")
     p = cuda.plan("470.42.01", ["8.0"])
@@ -190,9 +198,7 @@ def test_bad_inputs_are_clear_errors() -> None:
         cuda.plan("latest", ["8.0"])
     with pytest.raises(InputError, match="compute capability"):
         cuda.plan("580.65.06", ["ampere"])
-    with pytest.raises(InputError, match="newer than offpkg's CUDA table"):
-        cuda.plan("580.65.06", ["9.0"], torch="2.99")
-    with pytest.raises(InputError, match="not in offpkg's CUDA table"):
+    with pytest.raises(InputError, match="not in offpkg's CUDA data"):
         cuda.plan("580.65.06", ["9.0"], torch="1.13")
     with pytest.raises(UsageError, match="local label"):
         cuda.plan("580.65.06", ["9.0"], torch="2.6.0+cu124")
@@ -245,7 +251,7 @@ def test_plan_for_target_explicit_variant() -> None:
     p = cuda.plan_for_target(t, cuda="cu126", torch="2.13")
     assert (p.variant, p.min_driver, p.uses_minor_version_compat) == ("cu126", "560.28.03", False)
     assert "was asked for" in p.reason
-    assert cuda.plan_for_target(t, cuda="cu130").torch == "2.13"
+    assert cuda.plan_for_target(t, cuda="cu130").torch == "2.15"
     assert cuda.plan_for_target(t, cuda="cu118").torch == "2.7"  # the newest torch with cu118
     # no GPU facts: the user's choice, with the toolkit's own minimum recorded
     p = cuda.plan_for_target(_target(None), cuda="CU130")
@@ -266,7 +272,8 @@ def test_plan_for_target_explicit_variant_errors() -> None:
     with pytest.raises(InputError, match="no such PyTorch variant"):
         cuda.plan_for_target(_target(None), cuda="cu999")
     with pytest.raises(UsageError):
-        cuda.plan_for_target(_target(None), cuda="rocm6.2")
+        cuda.plan_for_target(_target(None), cuda="rocmx")
+    assert cuda.plan_for_target(_target(None), cuda="rocm6.2").torch == "2.5"  # the newest torch with rocm6.2
     with pytest.raises(cuda.CudaNoFitError, match="macOS"):
         cuda.plan_for_target(_target(None, "macosx_11_0_arm64"), cuda="cu126")
 
@@ -288,7 +295,8 @@ def test_manifest_record_fields() -> None:
         "variant": "cu126", "torch": "2.6", "cuda": "12.6", "min_driver": "525.60.13", "own_min_driver": "560.28.03",
         "archs": ["5.0", "6.0", "7.0", "7.5", "8.0", "8.6", "9.0"], "ptx": None,
         "index_url": "https://download.pytorch.org/whl/cu126", "from_pypi": False,
-        "uses_minor_version_compat": True, "os": "linux",
+        "uses_minor_version_compat": True, "os": "linux", "vendor": "nvidia", "rocm": None, "cpu_arch": "x86_64",
+        "labelled": True,
     }
     json.dumps(rec)  # it goes into offpkg.json
 
@@ -296,7 +304,9 @@ def test_manifest_record_fields() -> None:
 def test_check_host() -> None:
     cu130 = cuda.manifest_record(cuda.plan("580.65.06", ["9.0"], torch="2.13"))
     assert cuda.check_host(cu130, _gpu("580.65.06", "9.0", "8.0")) == []
-    assert cuda.check_host(cu130, _gpu("590.44.01", "13.0")) == []  # a future GPU through PTX 12.0
+    # the cu13x wheels hold no PTX (read from the wheels): a GPU newer than sm_120 is NOT covered
+    future = cuda.check_host(cu130, _gpu("590.44.01", "13.0"))
+    assert len(future) == 1 and "compute 13.0" in future[0] and "not covered" in future[0]
     old = cuda.check_host(cu130, _gpu("575.51.03", "9.0"))
     assert len(old) == 1 and "575.51.03 is too old" in old[0] and "580.65.06" in old[0]
     pascal = cuda.check_host(cu130, _gpu("580.65.06", "6.1"))

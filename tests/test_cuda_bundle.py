@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_clean_error, run_offpkg, serve
-from torchindex import CU126_RUNTIME, build_torch_index, target_json, wheel_names
+from torchindex import CU126_RUNTIME, build_torch_index, serve_ranges, target_json, wheel_names
 
 from offpkg.gpu.bundle import check_manifest
 from offpkg.manifest import Manifest
@@ -45,8 +45,8 @@ CU130_PYPI_WHEELS = sorted(COMMON + ["cuda_toolkit-13.0.2-py3-none-any.whl", f"n
 @pytest.fixture(scope="module")
 def tindex(tmp_path_factory):
     ti = build_torch_index(tmp_path_factory.mktemp("torchindex"))
-    server, base = serve(ti.root)
-    ti.base = base
+    server, base = serve_ranges(ti.root)
+    ti.base, ti.log = base, server.log
     yield ti
     server.shutdown()
 
@@ -181,7 +181,7 @@ def test_auto_pascal_gets_cu126_even_with_a_new_driver(make, work) -> None:
     rec = res["cuda"]
     assert rec["variant"] == "cu126" and rec["uses_minor_version_compat"] is False
     assert rec["min_driver"] == "560.28.03" and "6.0" in rec["archs"]
-    assert "cu130 does not cover compute 6.1" in rec["reason"]
+    assert "cu130 wheels do not cover compute 6.1" in rec["reason"]
 
 
 def test_gpu_less_target_gets_cpu(make, work) -> None:

@@ -65,7 +65,7 @@ def test_requirements_file_errors(index, tmp_path, env, offpkg) -> None:
     url = tmp_path / "u.txt"
     url.write_text("mypkg @ file:///tmp/mypkg\n")
     proc = offpkg(["bundle", "-r", str(url), "-i", index.url, "-o", str(tmp_path / "b")], env)
-    assert_clean_error(proc, 3, "u.txt:1", "cannot be carried")
+    assert_clean_error(proc, 3, "u.txt:1", "does not exist")
     assert not (tmp_path / "b").exists()
 
 

@@ -16,8 +16,8 @@ from offpkg import stacks
 from offpkg.cli.commands.stack import cli as stack_cli
 from offpkg.errors import InputError
 
-GPU_ML = ["torch", "transformers", "tokenizers", "sentencepiece", "scikit-learn", "pandas", "numpy", "matplotlib",
-          "tqdm"]
+GPU_ML = ["torch", "torchaudio", "transformers", "tokenizers", "sentencepiece", "scikit-learn", "pandas", "numpy",
+          "matplotlib", "tqdm"]
 
 
 def test_builtin_stacks_load() -> None:
@@ -129,8 +129,10 @@ def test_gpu_ml_smoke_arguments(tmp_path: Path) -> None:
     doc = json.loads(out.stdout)
     assert doc["smoke"] == "gpu-ml" and doc["expect_cuda"] == "13.0"
     names = [c["name"] for c in doc["checks"]]
-    assert names[:9] == [f"import:{d}" for d in ["torch", "transformers", "tokenizers", "sentencepiece",
-                                                   "scikit-learn", "pandas", "numpy", "matplotlib", "tqdm"]]
+    assert names[:10] == [f"import:{d}" for d in ["torch", "torchaudio", "transformers", "tokenizers",
+                                                    "sentencepiece", "scikit-learn", "pandas", "numpy", "matplotlib",
+                                                    "tqdm"]]
+    assert "torchaudio_melspectrogram" in names
     assert "bert_cpu_forward_backward" in names and "torch_cuda_version" in names
     if _have("torch"):
         # no torch here: the run fails and says so, every dependent check too
@@ -140,6 +142,22 @@ def test_gpu_ml_smoke_arguments(tmp_path: Path) -> None:
         import torch
 
         assert ("torch_cuda_version" in doc["failed"]) == (torch.version.cuda != "13.0")
+
+
+def test_asr_stack_and_smoke_arguments(tmp_path: Path) -> None:
+    st = stacks.get_stack("asr")
+    assert st.needs_cuda and {"torch", "torchaudio", "jieba", "soundfile"} <= set(st.requirements)
+    out = _run_smoke("asr", cwd=tmp_path)
+    assert out.returncode == 2 and "--expect-cuda" in out.stderr
+    out = _run_smoke("asr", "--expect-cuda", "none", cwd=tmp_path)
+    doc = json.loads(out.stdout)  # one JSON object, whatever this interpreter lacks
+    assert doc["smoke"] == "asr" and doc["expect_cuda"] is None
+    names = [c["name"] for c in doc["checks"]]
+    assert names[:2] == ["import:torch", "import:torchaudio"]
+    assert {"torch_torchaudio_lockstep", "wav_io_kaldi_fbank", "ctc_train_step", "text_tools"} <= set(names)
+    if _have("torch", "torchaudio", "soundfile", "jieba"):
+        assert out.returncode == 1 and "import:torch" in doc["failed"] or "import:torchaudio" in doc["failed"] \
+            or "import:soundfile" in doc["failed"] or "import:jieba" in doc["failed"]
 
 
 def test_gpu_ml_smoke_full(tmp_path: Path) -> None:

@@ -19,10 +19,14 @@ are byte-identical copies, as on the real indexes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import os
+import re
 import shutil
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
@@ -50,10 +54,55 @@ class ExtrasDist(Dist):
         return head + "\n" + "".join(f"Provides-Extra: {e}\n" for e in self.extras) + rest
 
 
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with single-range ``Range: bytes=a-b`` / ``bytes=-n`` support, and a request log
+    (path, Range header, bytes sent) on the server, so tests can show a wheel was not downloaded whole."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.translate_path(self.path)
+        rng = self.headers.get("Range")
+        if not os.path.isfile(path):
+            self.server.log.append((self.path, rng, 0))  # type: ignore[attr-defined]
+            return super().do_GET()
+        data = Path(path).read_bytes()
+        start, end, status = 0, len(data) - 1, 200
+        m = re.fullmatch(r"bytes=(\d*)-(\d*)", (rng or "").strip())
+        if m and (m.group(1) or m.group(2)):
+            if not m.group(1):
+                start = max(0, len(data) - int(m.group(2)))
+            else:
+                start = int(m.group(1))
+                end = min(end, int(m.group(2))) if m.group(2) else end
+            status = 206
+        body = data[start:end + 1]
+        self.server.log.append((self.path, rng, len(body)))  # type: ignore[attr-defined]
+        self.send_response(status)
+        self.send_header("Content-Type", self.guess_type(path))
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve_ranges(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Serve ``root`` on 127.0.0.1 with range requests; ``server.log`` lists (path, Range, bytes sent)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(root)))
+    server.daemon_threads = True
+    server.log = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 @dataclass
 class TorchIndex:
     root: Path
     base: str  # http://127.0.0.1:PORT (set once served)
+    log: list = field(default_factory=list)  # the server's request log (serve_ranges)
 
     @property
     def whl(self) -> str:
@@ -63,6 +112,11 @@ class TorchIndex:
     @property
     def pypi(self) -> str:
         return f"{self.base}/pypi/simple"
+
+    @property
+    def pypi_new(self) -> str:
+        """A PyPI-like index whose newest torch is newer than offpkg's data (see build_newer_files)."""
+        return f"{self.base}/pypi-new/simple"
 
     def variant(self, name: str) -> str:
         return f"{self.whl}/{name}"
@@ -108,6 +162,13 @@ def build_files(store: Path) -> dict[str, list[Path]]:
     w(Dist("torchvision", "0.28.0+cpu", ["torch==2.13.0"]), TORCH_TAG, "cpu")
     w(Dist("torchvision", "0.28.0+cu126", ["torch==2.13.0"]), TORCH_TAG, "cu126")
     w(Dist("torchvision", "0.27.0+cu126", ["torch==2.12.0"]), TORCH_TAG, "cu126")
+    # torchaudio and torchcodec of each build (lockstep with torch; torchcodec names no torch in its metadata).
+    w(Dist("torchaudio", "2.13.0+cpu", ["torch==2.13.0"]), TORCH_TAG, "cpu")
+    w(Dist("torchaudio", "2.13.0+cu126", ["torch==2.13.0"]), TORCH_TAG, "cu126")
+    w(Dist("torchaudio", "2.13.0", ["torch==2.13.0"]), TORCH_TAG, "pypi")
+    w(Dist("torchaudio", "2.13.1", ["torch==2.13.1"]), TORCH_TAG, "pypi")
+    w(Dist("torchcodec", "0.9.0+cpu"), TORCH_TAG, "cpu")
+    w(Dist("torchcodec", "0.9.0"), TORCH_TAG, "pypi")
     # PyPI's default build: no label, CUDA 13.0, and a newer 2.13.1 the variant indexes do not have.
     w(Dist("torch", "2.13.0", _torch_requires("cu130")), TORCH_TAG, "pypi")
     w(Dist("torch", "2.13.1", _torch_requires("cu130")), TORCH_TAG, "pypi")
@@ -160,6 +221,30 @@ def write_project_pages(files: list[Path], root: Path, *, metadata: bool = True)
         (d / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "\n".join(links) + "\n</body></html>\n")
 
 
+ARM_TAG = "cp311-cp311-manylinux_2_28_aarch64"
+NEW_TORCH = "2.16.0"  # newer than offpkg's data: planned from its metadata
+
+
+def build_newer_files(store: Path) -> dict[str, list[Path]]:
+    """A PyPI-like index whose newest torch (2.16.0, CUDA 13.2 by its metadata, x86_64 and aarch64) is newer
+    than offpkg's data, and a ROCm variant index (rocm6.3: torch 2.7.1+rocm6.3 and pytorch-triton-rocm)."""
+    out: dict[str, list[Path]] = {"pypi-new": [], "rocm6.3": []}
+    reqs = [f"cuda-toolkit[cublas]==13.2.2{LINUX}", "filelock"]
+    for tag in (TORCH_TAG, ARM_TAG):
+        out["pypi-new"].append(build_wheel(Dist("torch", NEW_TORCH, reqs), store, tag))
+    out["pypi-new"].append(build_wheel(ExtrasDist("cuda-toolkit", "13.2.2",
+                                                  ['nvidia-cublas==13.*; extra == "cublas"'], extras=("cublas",)),
+                                       store, "py3-none-any"))
+    out["pypi-new"].append(build_wheel(Dist("nvidia-cublas", "13.3.0.5"), store, "py3-none-manylinux_2_27_x86_64"))
+    out["pypi-new"].append(build_wheel(Dist("nvidia-cublas", "13.3.0.5"), store, "py3-none-manylinux_2_27_aarch64"))
+    out["pypi-new"].append(build_wheel(Dist("filelock", "3.20.0"), store, "py3-none-any"))
+    out["rocm6.3"].append(build_wheel(Dist("torch", "2.7.1+rocm6.3", ["pytorch-triton-rocm==3.3.1", "filelock"]),
+                                      store, TORCH_TAG))
+    out["rocm6.3"].append(build_wheel(Dist("pytorch-triton-rocm", "3.3.1"), store, TORCH_TAG))
+    out["rocm6.3"].append(build_wheel(Dist("filelock", "3.20.0"), store, "py3-none-any"))
+    return out
+
+
 def build_torch_index(root: Path) -> TorchIndex:
     """Lay out ``root/whl/{cpu,cu126,cu130}`` and ``root/pypi/simple`` (serve ``root`` to use it)."""
     files = build_files(root / "store")
@@ -167,6 +252,9 @@ def build_torch_index(root: Path) -> TorchIndex:
         # cu126 without PEP 658 metadata: torchvision is then matched by reading the wheel itself.
         write_project_pages(files[variant], root / "whl" / variant, metadata=variant != "cu126")
     write_project_pages(files["pypi"], root / "pypi" / "simple")
+    newer = build_newer_files(root / "store-new")
+    write_project_pages(newer["pypi-new"], root / "pypi-new" / "simple")
+    write_project_pages(newer["rocm6.3"], root / "whl" / "rocm6.3")
     return TorchIndex(root, "")
 
 
@@ -184,3 +272,14 @@ def target_json(driver: str | None = None, caps: list[str] | None = None, *, pyt
 
 def wheel_names(bundle: Path) -> list[str]:
     return sorted(p.name for p in (bundle / "wheels").iterdir())
+
+
+def amd_target_json(*gfx: str, rocm: str | None = None, python: str = "3.11",
+                    platform: str = "manylinux_2_28_x86_64") -> dict:
+    """A target description with AMD GPUs of the given gfx targets (as `offpkg probe` writes on such a host)."""
+    from offpkg.target import Target
+
+    data = Target.from_options(python, [platform]).to_json()
+    data["gpu"] = {"vendor": "amd", "rocm_version": rocm, "source": "env",
+                   "devices": [{"name": f"AMD GPU {i}", "gfx": g} for i, g in enumerate(gfx)]}
+    return data

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from .extract import safe_extract
 from .formats import FORMATS, PAYLOAD_MARKER, detect_format, payload_offset
-from .members import hash_members, read_member
+from .members import each_member, hash_members, read_member
 from .rules import display_name
 from .write import write_tar
 
@@ -34,6 +34,7 @@ __all__ = [
     "PAYLOAD_MARKER",
     "detect_format",
     "display_name",
+    "each_member",
     "hash_members",
     "payload_offset",
     "read_member",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO
 
 from ..errors import InputError, UnsafeArchiveError
@@ -155,3 +156,20 @@ def read_member(archive: Path, name: str, max_size: int, *, offset: int = 0) -> 
     if len(data) != raw.size:
         raise InputError(f"{archive} is truncated: member {display_name(name)} is cut off", hint=_HINT_CORRUPT)
     return data
+
+
+def each_member(archive: Path, names: set[str], *, offset: int = 0) -> Iterator[tuple[str, IO[bytes]]]:
+    """Stream each regular member whose name is in ``names``, as (name, readable stream), in archive order.
+
+    Every member name on the way is checked by the archive rules (unsafe names raise
+    UnsafeArchiveError); a stream is valid only until the next one is yielded.
+    """
+    archive = Path(archive)
+    fmt = detect_format(archive, offset=offset)
+    checker = _Checker(archive, allow_symlinks=True, allow_case_collisions=True, max_total_size=DEFAULT_MAX_TOTAL_SIZE)
+    with _reader(archive, fmt, offset) as reader:
+        for raw, m in _checked(reader, checker):
+            if m is None or m.name not in names or m.kind != "file":
+                continue
+            with reader.open(raw) as src:
+                yield m.name, src

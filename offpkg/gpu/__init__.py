@@ -1,1 +1,1 @@
-"""GPU planning (CUDA, ROCm) and rewriting bundles for a GPU build of torch."""
+"""GPU builds of torch: facts (data), planning (NVIDIA, AMD), PyPI's builds, bundle rewriting and checks."""

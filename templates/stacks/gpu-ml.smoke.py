@@ -33,6 +33,7 @@ FORMAT = 1
 # (distribution, module) for every package of the stack.
 PACKAGES = [
     ("torch", "torch"),
+    ("torchaudio", "torchaudio"),
     ("transformers", "transformers"),
     ("tokenizers", "tokenizers"),
     ("sentencepiece", "sentencepiece"),
@@ -192,6 +193,17 @@ def check_bert(torch, transformers):
     return {"parameters": params, "loss": round(float(loss.detach()), 4), "loss_after_step": round(float(loss2.detach()), 4)}
 
 
+def check_torchaudio(torch, torchaudio):
+    # Transforms only: no file decoding, so no FFmpeg (see the stack's notes).
+    sr = 16000
+    t = torch.arange(sr, dtype=torch.float32) / sr
+    wave = torch.sin(2 * 3.141592653589793 * 440.0 * t).unsqueeze(0)
+    mel = torchaudio.transforms.MelSpectrogram(sample_rate=sr, n_fft=400, hop_length=160, n_mels=40)(wave)
+    assert tuple(mel.shape[:2]) == (1, 40), tuple(mel.shape)
+    assert torch.isfinite(mel).all()
+    return {"torchaudio": torchaudio.__version__, "mel_frames": int(mel.shape[-1])}
+
+
 def check_gpu_matmul(torch):
     dev = torch.device("cuda")
     torch.manual_seed(0)
@@ -235,6 +247,8 @@ def main(argv=None):
         checks.run("tqdm_progress", lambda: check_tqdm(m["tqdm"]), needs=["tqdm"])
         checks.run("bert_cpu_forward_backward", lambda: check_bert(m["torch"], m["transformers"]),
                    needs=["torch", "transformers"])
+        checks.run("torchaudio_melspectrogram", lambda: check_torchaudio(m["torch"], m["torchaudio"]),
+                   needs=["torch", "torchaudio"])
         if "torch" in m:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -21,12 +21,20 @@ def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook bu
     return hook
 
 
-def _is_torch(requirement: str) -> bool:
-    from packaging.requirements import Requirement
+def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN001 - BundleOptions, DirectRefs
+    """Build the direct references (URLs, VCS, paths) into wheels and pin them (offpkg.directref)."""
+    import dataclasses
+    import tempfile
 
-    from ...gpu.cuda import is_torch_family
+    from ...directref import prepare
 
-    return is_torch_family(Requirement(requirement).name)
+    work = Path(stack_.enter_context(tempfile.TemporaryDirectory(prefix="offpkg-direct-")))
+    with ui.spinner(f"building {len(refs)} direct reference(s) into wheels"):
+        prep = prepare(refs, opts.backend, opts.sources, opts.cache, work, timeout=opts.fetch_policy.timeout)
+    opts.requirements = [*opts.requirements, *prep.requirements]
+    opts.sources = dataclasses.replace(opts.sources, find_links=(*opts.sources.find_links, str(prep.find_links)))
+    opts.extra["built_from"] = prep.records
+    opts.extra["direct_files"] = prep.files
 
 
 @click.command()
@@ -39,8 +47,9 @@ def _is_torch(requirement: str) -> bool:
 @cache_option
 @force_option
 @click.option("--stack", default=None, help="A built-in stack (see `offpkg stack list`), e.g. gpu-ml.")
-@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ",
-              help="Torch build: auto (from the target's GPU facts), cpu, or a variant such as cu126.")
+@click.option("--cuda", default=None, metavar="auto|cpu|cuXYZ|rocmX.Y|xpu",
+              help="Torch build: auto (from the target's GPU facts: NVIDIA, AMD or none), cpu, or a variant such as "
+                   "cu126, rocm6.3 or xpu. An explicit build is never swapped for PyPI's.")
 @click.option("--torch", "torch_version", default=None, metavar="VERSION", help="Torch release for --cuda planning.")
 @click.option("--torch-index", "torch_index", default=None, metavar="URL", envvar="OFFPKG_TORCH_INDEX",
               help="Base of the PyTorch wheel index or a mirror of it (variants below it: URL/cu126 ...).")
@@ -75,7 +84,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ...backends import get_backend
     from ...bundle import BundleOptions, build_bundle
     from ...net.cache import Cache
-    from ...resolve import collect_requirements
+    from ...resolve import collect_inputs
     from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
     cfg = settings()
@@ -84,16 +93,23 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     backend = backend or cfg.get("backend")
     cache_dir = cache_dir or cfg.get("cache_dir")
     requirements: list[str] = []
+    stack_needs_cuda = False
     if stack:
         from ...stacks import get_stack
 
         st = get_stack(stack)
         requirements += list(st.requirements)
-        if st.needs_cuda and cuda is None:
-            cuda = "auto"
+        stack_needs_cuda = st.needs_cuda
+    inputs = None
     if reqs or req_files or not (stack or conda_env):
-        extra_reqs, constraints = collect_requirements(list(reqs), [Path(f) for f in req_files],
-                                                       [Path(f) for f in constraint_files])
+        inputs = collect_inputs(list(reqs), [Path(f) for f in req_files], [Path(f) for f in constraint_files])
+        extra_reqs, constraints = inputs.requirements, inputs.constraints
+        if inputs.index_url or inputs.extra_index_urls or inputs.find_links or inputs.no_index:
+            # Index options inside the files, as pip reads them; the command line's own options win.
+            sources = sources_from_options(index_url or inputs.index_url,
+                                           tuple(dict.fromkeys((*extra_index_url, *inputs.extra_index_urls))),
+                                           tuple(dict.fromkeys((*find_links, *inputs.find_links))),
+                                           no_index=inputs.no_index and not index_url, cfg=cfg)
     else:
         extra_reqs, constraints = [], [Path(f) for f in constraint_files]
     requirements += extra_reqs
@@ -104,14 +120,14 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ...review.licenses import check_patterns
 
     check_patterns(opts.deny_licenses)  # a bad pattern fails now, not after the downloads
-    if cuda is None and any(_is_torch(r) for r in requirements):
-        # torch without --cuda: plan the build from the target anyway (config `cuda`, default auto),
-        # so a bundle never gets PyPI's CUDA build by accident.
-        cuda = cfg.get("cuda") or "auto"
+    from ...gpu.policy import torch_build_request
+
+    cuda, explicit = torch_build_request(requirements, cuda_option=cuda, torch_index=torch_index,
+                                         stack_needs_cuda=stack_needs_cuda, configured=cfg.get("cuda"))
     if cuda:
         from ...gpu.bundle import apply_cuda
 
-        apply_cuda(opts, cuda, torch_version, index_base=torch_index)
+        apply_cuda(opts, cuda, torch_version, index_base=torch_index, explicit=explicit)
     hook = _smoke_hook(stack) if smoke else None
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
@@ -123,6 +139,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
                                                explicit_target=bool(target_files or python_version or platforms)))
         elif pip_as_wheels:
             raise click.UsageError("--pip-as-wheels goes with --conda-env")
+        if inputs is not None and inputs.direct:
+            _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
     m = res.manifest
     verified = (m.verification or {}).get("verified")
@@ -133,6 +151,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
+        "built_from": m.extra.get("built_from", []),
     }
     if as_json:
         ui.emit_json("bundle", payload)
