@@ -2,4 +2,6 @@
 # System tools the test suite needs in CI (one guarded line per tool; append, never rewrite).
 set -euo pipefail
 command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
+command -v docker-registry >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends docker-registry)
+command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends apache2-utils)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends chromium)

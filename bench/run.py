@@ -37,6 +37,7 @@ from harness import REPO, SCHEMA, Bench, BenchError, _check_index, _netns_prefix
 sys.path.insert(0, str(REPO))  # benchmark this checkout's offpkg, not some other installed copy
 
 import report  # noqa: E402
+import fleet  # noqa: E402,F401 - registers the fleet step (--steps fleet)
 import scale  # noqa: E402,F401 - registers the scale step
 from steps import STANDALONE, STEPS  # noqa: E402
 

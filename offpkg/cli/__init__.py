@@ -89,7 +89,7 @@ def _register() -> None:
         cli.add_command(importlib.import_module(f"offpkg.cli.commands.{name}").cli)
 
 
-GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion"]
+GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion", "push", "pull", "publish"]
 
 
 def _report(exc: OffpkgError) -> None:

@@ -8,8 +8,21 @@ from .. import ui
 from ..options import backend_option, json_option
 
 
+def _from_registry(ctx: click.Context, bundle: str) -> str:
+    """``oci://REGISTRY/REPO:TAG``: pull it (every blob checked, verified) into a private temp dir first."""
+    if not bundle.startswith("oci://"):
+        return bundle
+    from ...fleet.artifact import pull_to_temp
+
+    path, cleanup = pull_to_temp(bundle, plain_http=bool(ctx.meta.get("plain_http")))
+    ctx.call_on_close(cleanup)
+    return str(path)
+
+
 @click.command()
-@click.argument("bundle", type=click.Path(exists=False))
+@click.option("--plain-http", is_flag=True, is_eager=True, expose_value=False, callback=lambda c, _p, v: c.meta.update(
+    plain_http=v), help="With an oci:// BUNDLE: talk to the registry without TLS.")
+@click.argument("bundle", type=click.Path(exists=False), callback=lambda c, _p, v: _from_registry(c, v))
 @click.option("--venv", type=click.Path(file_okay=False), help="The venv to create.")
 @click.option("--conda-prefix", type=click.Path(file_okay=False), help="Install the bundle's conda environment here.")
 @click.option("--python", type=click.Path(dir_okay=False), help="Interpreter for the venv (default: the one running offpkg).")
