@@ -4,4 +4,5 @@ set -euo pipefail
 command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends git)
 command -v docker-registry >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends docker-registry)
 command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends apache2-utils)
+command -v ssh-keygen >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssh-client)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends chromium)

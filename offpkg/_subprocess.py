@@ -40,11 +40,13 @@ def run(
     what: str | None = None,
     hint: str | None = None,
     timeout: float | None = None,
-    input: str | None = None,
+    input: str | bytes | None = None,
 ) -> Completed:
     """Run ``argv``; on failure raise :class:`SubprocessError` with the output replayed.
 
     ``what`` names the step for the user ("resolving with uv"), ``hint`` says what to do.
+    ``input`` as bytes is passed exactly (a signed file must reach ssh-keygen unchanged);
+    the output is then decoded as UTF-8 with replacement.
     """
     args = [os.fspath(a) for a in argv]
     log.debug("running: %s", redact_text(" ".join(args)))
@@ -54,7 +56,7 @@ def run(
             env=dict(env) if env is not None else None,
             cwd=cwd,
             capture_output=True,
-            text=True,
+            text=not isinstance(input, bytes),
             timeout=timeout,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
@@ -66,9 +68,12 @@ def run(
         ) from None
     except subprocess.TimeoutExpired:
         raise SubprocessError(f"{what or Path(args[0]).name} did not finish within {timeout:.0f} s") from None
-    done = Completed(args, proc.returncode, proc.stdout, proc.stderr)
+    stdout, stderr = proc.stdout, proc.stderr
+    if isinstance(stdout, bytes):
+        stdout, stderr = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+    done = Completed(args, proc.returncode, stdout, stderr)
     if check and proc.returncode != 0:
-        output = (proc.stdout + ("\n" if proc.stdout and proc.stderr else "") + proc.stderr).strip()
+        output = (stdout + ("\n" if stdout and stderr else "") + stderr).strip()
         raise SubprocessError(
             f"{what or Path(args[0]).name} failed (exit code {proc.returncode})",
             hint=hint,

@@ -75,6 +75,8 @@ class BundleOptions:
     extra: dict[str, Any] = field(default_factory=dict)
     # SPDX ids/globs (or "unknown") that refuse the bundle (offpkg.review.licenses).
     deny_licenses: list[str] = field(default_factory=list)
+    # SSH keys that sign offpkg.json (offpkg.trust), in order: offpkg.json.sig.
+    sign_keys: list[Path] = field(default_factory=list)
     # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
     reuse_lock: bool = True
 
@@ -292,12 +294,12 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
                 path=f"wheels/{f.filename}", sha256=f.sha256, size=f.size,
                 url=strip_credentials(s.file.url) if "://" in s.file.url and not s.file.url.startswith("file:") else None,
                 built_from_sdist=s.needs_build, requires_python=s.file.requires_python, targets=(ti,))
-            link_or_copy(f.path, wheels / f.filename)
+            opts.cache.link_out(f.path, wheels / f.filename)
     packages = list(by_file.values())
     (stage / "tools").mkdir()  # bootstrap.py and probe.py always go there
     for f in tools:
         name, version, _, _ = parse_wheel_filename(f.filename)
-        link_or_copy(f.path, stage / "tools" / f.filename)
+        opts.cache.link_out(f.path, stage / "tools" / f.filename)
         packages.append(Package(name=canonicalize_name(name), version=str(version), filename=f.filename,
                                 path=f"tools/{f.filename}", sha256=f.sha256, size=f.size, role="tool",
                                 targets=tuple(range(len(opts.targets)))))
@@ -526,6 +528,11 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.sign_keys:
+            from .trust import sign_dir
+
+            for key in opts.sign_keys:  # last: the manifest is final now
+                sign_dir(stage, key)
         t4 = time.monotonic()
         if kind == "dir":
             commit(stage, opts.output, opts.force)

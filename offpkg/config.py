@@ -76,6 +76,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
         lambda: "auto"),
     Key("deny_licenses", "list",
         "SPDX license ids or globs (GPL-*), or 'unknown', that make `offpkg bundle` refuse (exit 11).", lambda: []),
+    Key("trust", "path", "OpenSSH allowed_signers file: verify/install refuse bundles not signed by one of its "
+        "signers (docs/trust.md)."),
 )}
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import __version__
 from ._subprocess import isolated_env, run
-from .backends import Backend, PipBackend, UvBackend, get_backend
+from .backends import Backend, UvBackend, get_backend
 from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
                      TargetMismatchError, VerificationError)
 from .events import Events
@@ -50,7 +50,8 @@ class InstallResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"venv": str(self.venv), "python": str(self.python), "target": self.target_index,
-                "packages": self.packages, "backend": self.backend, "warnings": self.warnings}
+                "packages": self.packages, "backend": self.backend, "warnings": self.warnings,
+                "trust": self.verify.trust.to_json() if self.verify.trust else None}
 
 
 def venv_python(venv: Path) -> Path:
@@ -117,7 +118,11 @@ def _pip_wheel(bundle: Path, manifest: Manifest) -> Path | None:
 
 
 def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, system_site_packages: bool = False) -> None:
-    """``python -m venv``; on hosts without ensurepip, install pip from the bundle's tools/ wheel."""
+    """``python -m venv`` (pip from the interpreter's own ensurepip).
+
+    Hosts without ensurepip need uv (create_venv_with_uv): pip from the bundle is
+    installed as a package there, never run, since no code from the bundle runs.
+    """
     extra = ["--system-site-packages"] if system_site_packages else []
     try:
         run([str(python), "-m", "venv", *extra, str(venv)], env=isolated_env(), what="creating the venv")
@@ -131,22 +136,18 @@ def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, syst
         if _has_ensurepip(python):
             raise
     shutil.rmtree(venv, ignore_errors=True)
-    pip_whl = _pip_wheel(bundle, manifest)
-    if pip_whl is None:
-        raise InstallError(f"{python} has no ensurepip and the bundle carries no pip wheel",
-                           hint="install python3-venv on this host, or rebuild the bundle with tools")
-    run([str(python), "-m", "venv", "--without-pip", *extra, str(venv)], env=isolated_env(), what="creating the venv")
-    # A wheel is a zip: pip runs straight from it to install itself.
-    run([str(venv_python(venv)), str(pip_whl / "pip"), "install", "--no-index", "--no-deps", "--no-cache-dir",
-         str(pip_whl)], env=isolated_env(), what="installing pip from the bundle")
+    raise InstallError(f"{python} has no ensurepip, so the pip backend cannot create a venv with it",
+                       hint="install python3-venv on this host; or install with offpkg's own uv (--backend uv) "
+                            "a bundle that carries tools/ (its pip wheel is installed, not run)")
 
 
 def create_venv_with_uv(python: Path, venv: Path, pip_whl: Path, uv: UvBackend, workdir: Path,
                         system_site_packages: bool = False) -> None:
-    """``python -m venv --without-pip``, then pip from the bundle's tools/ wheel, installed by uv.
+    """``python -m venv --without-pip``, then pip from the bundle's tools/ wheel, installed by offpkg's uv.
 
     ensurepip spends seconds (4.5 s for the gpu-ml benchmark) installing the pip it
     bundles; uv installs the bundle's pip wheel in a fraction of that, and needs no ensurepip.
+    The wheel is only unpacked into the venv (like every wheel of the bundle), never run.
     """
     extra = ["--system-site-packages"] if system_site_packages else []
     try:
@@ -183,35 +184,12 @@ def _disk_full(exc: SubprocessError) -> bool:
     return "No space left on device" in (exc.details or "") or "ENOSPC" in (exc.details or "")
 
 
-def _uv_from_bundle(bundle: Path, manifest: Manifest, workdir: Path) -> str | None:
-    """The uv binary from the bundle's tools/ uv wheel, if it runs here."""
-    import zipfile
-
-    for p in manifest.tool_packages:
-        if p.name != "uv":
-            continue
-        try:
-            with zipfile.ZipFile(bundle / p.path) as z:
-                for n in z.namelist():
-                    if n.endswith("/scripts/uv") or n.endswith("/scripts/uv.exe"):
-                        out = workdir / Path(n).name
-                        with z.open(n) as src, open(out, "wb") as dst:
-                            shutil.copyfileobj(src, dst, 1 << 20)
-                        out.chmod(0o755)
-                        run([str(out), "--version"], what="uv --version", timeout=30)
-                        return str(out)
-        except (OSError, zipfile.BadZipFile, OffpkgError):
-            return None
-    return None
-
-
 def pick_installer(name: str | None, bundle: Path, manifest: Manifest, workdir: Path) -> Backend:
-    if name == "pip":
-        return PipBackend()
-    if name in (None, "auto"):
-        uv = _uv_from_bundle(bundle, manifest, workdir)
-        if uv:
-            return UvBackend(uv)
+    """offpkg's own installer: the uv installed with offpkg (else pip), never the bundle's tools/.
+
+    The bundle's tools/ are for install.sh on hosts without offpkg; running them here
+    would run code from the bundle before (or without) any signature check.
+    """
     return get_backend(name)
 
 
@@ -232,11 +210,12 @@ def venv_pip_conf(template: str, wheels: Path | None) -> str:
     return template.replace("find-links = wheels", f"find-links = {wheels.resolve()}")
 
 
-def verified(bdir: Path, bundle: Path, events: Events) -> VerifyReport:
-    """Verify an opened bundle both ways; refuse (listing every problem) before any install step."""
+def verified(bdir: Path, bundle: Path, events: Events, trust: Path | None = None) -> VerifyReport:
+    """Verify an opened bundle both ways (and its signature against ``trust``); refuse, listing every
+    problem, before any install step."""
     events.stage("verify", "verifying the bundle")
     try:
-        report = verify_bundle(bdir)
+        report = verify_bundle(bdir, trust=trust)
     finally:
         events.done("verify")
     if not report.ok:
@@ -280,13 +259,13 @@ def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, tar
 
 def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgrade: bool = False,
                    backend: str | None = None, force: bool = False, system_site_packages: bool = False,
-                   events: Events | None = None) -> InstallResult:
+                   events: Events | None = None, trust: Path | None = None) -> InstallResult:
     events = events or Events()
     bundle = Path(bundle)
     venv = Path(venv).absolute()
     python = Path(python) if python else Path(sys.executable)
     with opened_bundle(bundle) as bdir:
-        report = verified(bdir, bundle, events)
+        report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
         assert manifest is not None
         host = probe_python(python)
@@ -328,7 +307,8 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
                                                              bdir / "wheels" if bundle.is_dir() else None),
                                                encoding="utf-8")
                 write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
-                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets))
+                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets),
+                              signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None)
                 (venv / INCOMPLETE).unlink()
         except BaseException as exc:
             if created:

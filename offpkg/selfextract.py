@@ -16,7 +16,9 @@ checks do not depend on which tar the host has.
 
 offpkg itself reads these files like any other archive: ``archive.payload_offset``
 finds the tar after the marker line (see :func:`read_header` for the header's own
-numbers, which :func:`check_payload` compares against the file).
+numbers, which :func:`check_payload` compares against the file). :func:`check_header`
+compares the whole header byte for byte with the one offpkg renders for that payload,
+since the header is the one part of the file that no hash or signature covers.
 """
 
 from __future__ import annotations
@@ -168,3 +170,31 @@ def check_payload(path: Path) -> list[str]:
     if h.hexdigest() != info.sha256:
         problems.append(f"payload sha256 is {h.hexdigest()}, the header says {info.sha256}")
     return problems
+
+
+def check_header(path: Path) -> list[str]:
+    """Problems with a self-extracting file's shell header (empty when it is exactly offpkg's own).
+
+    The header is the code ``sh FILE`` runs, and it lies outside the payload, the
+    manifest and the signature; so it must be, byte for byte, the header this offpkg
+    renders for that payload. A bundle written by another offpkg version may differ
+    only because its template did: the message says so.
+    """
+    path = Path(path)
+    try:
+        info = read_header(path)
+    except InputError as exc:
+        return [exc.message]
+    with open(path, "rb") as f:
+        head = f.read(info.offset + 1)[: info.offset]
+    want = build_header(info.size, info.sha256)
+    if head == want:
+        return []
+    line = next((i for i, (a, b) in enumerate(zip(head.splitlines(), want.splitlines()), 1) if a != b),
+                min(len(head.splitlines()), len(want.splitlines())) + 1)
+    m = re.search(rb"written by offpkg ([0-9A-Za-z.+!_-]{1,40})\)", head[:4096])
+    other = m.group(1).decode() if m else None
+    why = (f"; it says it was written by offpkg {other}, this is {__version__}: verify it with that version"
+           if other and other != __version__ else "")
+    return [f"the self-extracting header is not the one offpkg {__version__} writes for this payload "
+            f"(it differs at line {line}): `sh {path.name}` would run code that no check covers{why}"]

@@ -23,9 +23,10 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .errors import InputError, OffpkgError
-from .hashing import sha256_many
+from .hashing import sha256_file, sha256_many
 from .manifest import MANIFEST_NAME, SUMS_NAME, Manifest
 from .target import Target
+from .trust import SIG_NAME, TrustReport
 
 _MAX_SMALL = 64 << 20
 
@@ -40,11 +41,18 @@ class VerifyReport:
     manifest: Manifest | None = None
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    # sha256 of the offpkg.json that was verified, and the digest to record out of band:
+    # of the bundle file (archive) or of offpkg.json (directory).
+    manifest_sha256: str = ""
+    digest: str = ""
+    digest_of: str = ""
+    trust: TrustReport | None = None
 
     def to_json(self) -> dict:
         return {"bundle": str(self.bundle), "ok": self.ok, "problems": self.problems,
                 "files_checked": self.files_checked, "bytes_checked": self.bytes_checked,
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "sha256": self.digest, "sha256_of": self.digest_of,
+                "trust": self.trust.to_json() if self.trust else None}
 
 
 def _scan_dir(root: Path, problems: list[str]) -> dict[str, Path]:
@@ -64,17 +72,35 @@ def _scan_dir(root: Path, problems: list[str]) -> dict[str, Path]:
     return found
 
 
-def verify_bundle(bundle: Path, *, workers: int | None = None, progress: Callable[[int], None] | None = None) -> VerifyReport:
+def verify_bundle(bundle: Path, *, workers: int | None = None, progress: Callable[[int], None] | None = None,
+                  trust: Path | None = None) -> VerifyReport:
+    """Verify ``bundle``; with ``trust`` (an allowed_signers file) it must also be signed by a trusted key."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .trust import check_trust
+    from .trust.sshsig import check_anchor
 
     t0 = time.monotonic()
     bundle = Path(bundle)
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
+    if trust is not None:
+        check_anchor(trust)  # a missing anchor is bad input, found before any hashing
     if bundle.is_dir():
         report = _verify_dir(bundle, workers, progress)
+        report.digest, report.digest_of = report.manifest_sha256, MANIFEST_NAME
     else:
-        report = _verify_archive(bundle, progress)
+        # The file's own digest, hashed alongside the members (hashlib releases the GIL).
+        with ThreadPoolExecutor(1) as pool:
+            whole = pool.submit(sha256_file, bundle)
+            report = _verify_archive(bundle, progress)
+            report.digest, report.digest_of = whole.result()[0], "bundle file"
+    try:
+        report.trust = check_trust(bundle, trust, report)
+    except InputError as exc:  # e.g. offpkg.json.sig is a symlink: one more problem of this bundle
+        report.trust = TrustReport(str(trust) if trust else None, [], [exc.message])
+    report.problems += report.trust.problems
     report.seconds = time.monotonic() - t0
     report.ok = not report.problems
     return report
@@ -101,7 +127,7 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
         rel = p.relative_to(bundle).as_posix()
         if digest != expected[rel][0]:
             problems.append(f"{rel}: sha256 is {digest}, the manifest says {expected[rel][0]}")
-    for rel in sorted(set(present) - set(expected) - {MANIFEST_NAME, SUMS_NAME}):
+    for rel in sorted(set(present) - set(expected) - {MANIFEST_NAME, SUMS_NAME, SIG_NAME}):
         problems.append(f"{rel}: present but not listed in the manifest")
 
     def read(rel: str) -> str | None:
@@ -110,11 +136,10 @@ def _verify_dir(bundle: Path, workers: int | None, progress: Callable[[int], Non
             return None
         return p.read_text(encoding="utf-8", errors="replace")
 
-    from .hashing import sha256_file
-
     manifest_sha = sha256_file(bundle / MANIFEST_NAME)[0]
     _check_consistency(manifest, read, manifest_sha, problems, bundle)
-    return VerifyReport(bundle, False, problems, len(hashes), sum(s for _, s in hashes.values()), manifest)
+    return VerifyReport(bundle, False, problems, len(hashes), sum(s for _, s in hashes.values()), manifest,
+                        manifest_sha256=manifest_sha)
 
 
 def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> VerifyReport:
@@ -124,10 +149,11 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
     offset = 0
     if bundle.name.endswith(".sh"):
         from .archive import payload_offset
-        from .selfextract import check_payload
+        from .selfextract import check_header, check_payload
 
         # The header's own size/sha256 of the payload: what the target checks before unpacking.
         problems += check_payload(bundle)
+        problems += check_header(bundle)
         offset = payload_offset(bundle)
     text = read_member(bundle, MANIFEST_NAME, _MAX_SMALL, offset=offset)
     manifest = Manifest.loads(text, f"{bundle}:{MANIFEST_NAME}")
@@ -140,7 +166,7 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
             problems.append(f"{rel}: size is {members[rel][1]} bytes, the manifest says {size}")
         elif members[rel][0] != sha:
             problems.append(f"{rel}: sha256 is {members[rel][0]}, the manifest says {sha}")
-    for rel in sorted(set(members) - set(expected) - {MANIFEST_NAME, SUMS_NAME}):
+    for rel in sorted(set(members) - set(expected) - {MANIFEST_NAME, SUMS_NAME, SIG_NAME}):
         problems.append(f"{rel}: present but not listed in the manifest")
 
     def read(rel: str) -> str | None:
@@ -148,8 +174,10 @@ def _verify_archive(bundle: Path, progress: Callable[[int], None] | None) -> Ver
             return None
         return read_member(bundle, rel, _MAX_SMALL, offset=offset).decode("utf-8", errors="replace")
 
-    _check_consistency(manifest, read, members.get(MANIFEST_NAME, ("", 0))[0], problems, bundle)
-    return VerifyReport(bundle, False, problems, len(members), sum(s for _, s in members.values()), manifest)
+    manifest_sha = members.get(MANIFEST_NAME, ("", 0))[0]
+    _check_consistency(manifest, read, manifest_sha, problems, bundle)
+    return VerifyReport(bundle, False, problems, len(members), sum(s for _, s in members.values()), manifest,
+                        manifest_sha256=manifest_sha)
 
 
 _REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)\s*\\?\s*$")
@@ -236,6 +264,10 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
                 problems.append("pylock.toml: its wheels and hashes differ from the manifest's")
         except Exception as exc:  # a malformed lock is a problem to report, not a crash
             problems.append(f"pylock.toml: invalid ({type(exc).__name__}: {str(exc)[:200]})")
+    # Tools: only pip and uv, only in tools/ (offpkg never runs them; install.sh does, after these checks).
+    from .trust.tools import check_tools
+
+    problems.extend(check_tools(manifest))
     # Wheels fit their targets; the wheel folder holds only locked wheels.
     ranks = [t.tag_rank() for t in targets]
     for p in manifest.packages:

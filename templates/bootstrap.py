@@ -2,8 +2,11 @@
 """Install an offpkg bundle on a host that has only python3 (no offpkg, no network).
 
 Shipped in every bundle as tools/bootstrap.py and run by install.sh / install.ps1.
-Standard library only. Steps: verify the bundle both ways (SHA256SUMS and the
-manifest; no file missing, none extra) → pick the bundle target this python can
+Standard library only. Steps: with --trust FILE (or OFFPKG_TRUST), check the
+signature of offpkg.json with ``ssh-keygen -Y verify`` against that allowed_signers
+file → verify the bundle both ways against exactly those manifest bytes
+(SHA256SUMS and the manifest; no file missing, none extra; tools/ included, so
+nothing from tools/ runs unchecked) → pick the bundle target this python can
 install → create the venv (pip from tools/ when the host has no ensurepip) →
 install offline with --require-hashes (uv from tools/ when it runs, else pip) →
 pip check → receipt. The venv carries an "incomplete" marker until the end and
@@ -13,6 +16,7 @@ is removed if anything fails.
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,10 +45,56 @@ def sha256(path):
     return h.hexdigest()
 
 
-def verify(root):
+SIG_NAME = "offpkg.json.sig"
+SIG_BLOCK = re.compile(b"-----BEGIN SSH SIGNATURE-----\r?\n[A-Za-z0-9+/=\r\n]{1,16384}?-----END SSH SIGNATURE-----")
+
+
+def check_signature(root, manifest_bytes, trust):
+    """The allowed_signers principal whose key signed these manifest bytes, else Fail."""
+    if not os.path.isfile(trust):
+        raise Fail("trust anchor %s does not exist; give an OpenSSH allowed_signers file" % trust, 3)
+    exe = shutil.which("ssh-keygen")
+    if not exe:
+        raise Fail("--trust needs ssh-keygen (OpenSSH 8.2 or newer) on this host; nothing was installed", 10)
+    probe = subprocess.run([exe, "-Y", "find-principals", "-s", os.devnull, "-f", os.devnull],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if "usage: ssh-keygen" in probe.stderr or "illegal option" in probe.stderr:
+        raise Fail("--trust needs ssh-keygen from OpenSSH 8.2 or newer (%s has no -Y); nothing was installed" % exe, 10)
+    expected = "a valid signature of offpkg.json by one of the signers in %s; nothing was installed" % trust
+    sig = os.path.join(root, SIG_NAME)
+    if os.path.islink(sig) or not os.path.isfile(sig):
+        raise Fail("the bundle is unsigned (no %s): expected %s" % (SIG_NAME, expected))
+    with open(sig, "rb") as f:
+        data = f.read(256 << 10)
+    wd = tempfile.mkdtemp(prefix="offpkg-sig-")
+    try:
+        for i, block in enumerate(SIG_BLOCK.findall(data)[:16]):
+            path = os.path.join(wd, "sig%d" % i)
+            with open(path, "wb") as f:
+                f.write(block + b"\n")
+            found = subprocess.run([exe, "-Y", "find-principals", "-s", path, "-f", trust],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+            if found.returncode != 0:
+                continue
+            for principal in [p.strip() for line in found.stdout.splitlines() for p in line.split(",") if p.strip()]:
+                proc = subprocess.run([exe, "-Y", "verify", "-f", trust, "-I", principal, "-n", "offpkg", "-s", path],
+                                      input=manifest_bytes, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                if proc.returncode == 0:
+                    return principal
+    finally:
+        shutil.rmtree(wd, ignore_errors=True)
+    raise Fail("not signed by a trusted key (a signature by an unknown key, or offpkg.json was changed after "
+               "signing): expected %s" % expected)
+
+
+def verify(root, trust=None):
+    """The manifest, after checking every file against it (and its signature against ``trust``)."""
     problems = []
     with open(os.path.join(root, "offpkg.json"), "rb") as f:
-        manifest = json.loads(f.read().decode("utf-8"))
+        manifest_bytes = f.read()
+    # One read: the signature, SHA256SUMS and every file are checked against these same bytes.
+    signer = check_signature(root, manifest_bytes, trust) if trust else None
+    manifest = json.loads(manifest_bytes.decode("utf-8"))
     expected = {}
     for entry in manifest["packages"] + manifest["files"]:
         path = entry["path"]
@@ -75,12 +125,13 @@ def verify(root):
             problems.append("%s: sha256 mismatch" % path)
         elif sums.get(path) != digest:
             problems.append("%s: SHA256SUMS disagrees with the manifest" % path)
-    if sums.get("offpkg.json") != sha256(os.path.join(root, "offpkg.json")):
+    if sums.get("offpkg.json") != hashlib.sha256(manifest_bytes).hexdigest():
         problems.append("offpkg.json: does not match SHA256SUMS")
-    for path in sorted(present - set(expected) - {"offpkg.json", "SHA256SUMS"}):
+    for path in sorted(present - set(expected) - {"offpkg.json", "SHA256SUMS", SIG_NAME}):
         problems.append("%s: not listed in the manifest" % path)
     if problems:
         raise Fail("the bundle failed verification; nothing was installed:\n  - " + "\n  - ".join(problems))
+    manifest["_signer"] = signer
     return manifest
 
 
@@ -156,8 +207,8 @@ def uv_binary(manifest, workdir):
     return None
 
 
-def install(python, venv, upgrade, use_uv):
-    manifest = verify(HERE)
+def install(python, venv, upgrade, use_uv, trust=None):
+    manifest = verify(HERE, trust)
     index, target = choose_target(manifest, python)
     reqs = "requirements.txt"
     if len(manifest["targets"]) > 1:
@@ -211,7 +262,8 @@ def install(python, venv, upgrade, use_uv):
             f.write(conf)
         with open(os.path.join(venv, "offpkg-receipt.json"), "w") as f:
             json.dump({"bundle": sfx or HERE, "bundle_created": manifest["created"], "target": index,
-                       "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh"},
+                       "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh",
+                       "signed_by": manifest.get("_signer")},
                       f, indent=2, sort_keys=True)
         os.unlink(os.path.join(venv, INCOMPLETE))
     except BaseException:
@@ -237,20 +289,23 @@ def main(argv):
     ap.add_argument("--upgrade", action="store_true", help="install into an existing venv")
     ap.add_argument("--no-uv", action="store_true", help="use pip even where the bundled uv runs")
     ap.add_argument("--verify-only", action="store_true", help="only verify the bundle")
+    ap.add_argument("--trust", default=os.environ.get("OFFPKG_TRUST") or None, metavar="ALLOWED_SIGNERS",
+                    help="refuse the bundle unless a key in this OpenSSH allowed_signers file signed offpkg.json "
+                         "(default: $OFFPKG_TRUST)")
     a = ap.parse_args(argv)
     try:
         if a.verify_only:
-            verify(HERE)
-            print("offpkg: bundle verified")
+            manifest = verify(HERE, a.trust)
+            print("offpkg: bundle verified" + ("; signed by %s (trusted)" % manifest["_signer"] if a.trust else ""))
             return 0
         venv = a.venv_opt or a.venv
         if not venv:
             ap.error("give the venv directory: install.sh VENV_DIR (or --venv DIR)")
         venv = os.path.abspath(venv)
-        manifest, uv = install(a.python, venv, a.upgrade, not a.no_uv)
+        manifest, uv = install(a.python, venv, a.upgrade, not a.no_uv, a.trust)
         print("offpkg: installed %d packages into %s (%s)" % (
             sum(1 for p in manifest["packages"] if p.get("role", "requirement") == "requirement"), venv,
-            "uv" if uv else "pip"))
+            "uv" if uv else "pip") + ("; signed by %s (trusted)" % manifest["_signer"] if a.trust else ""))
         return 0
     except Fail as exc:
         sys.stderr.write("error: %s\n" % exc)

@@ -1,8 +1,13 @@
 #!/bin/sh
 # Install this offpkg bundle offline into a new virtual environment.
 #
-#   sh install.sh [--python EXE] [--upgrade] [--no-uv] VENV_DIR
-#   sh install.sh --verify-only
+#   sh install.sh [--python EXE] [--upgrade] [--no-uv] [--trust FILE] VENV_DIR
+#   sh install.sh [--trust FILE] --verify-only
+#
+# --trust FILE (or OFFPKG_TRUST): refuse the bundle unless a key in that OpenSSH
+# allowed_signers file signed offpkg.json (checked with ssh-keygen -Y verify
+# before anything is installed or run from tools/). This script is part of the bundle: to rule out an
+# edited copy of it, check it first without running it (docs/trust.md).
 #
 # Needs only python3 on this host: no offpkg, no network. It checks SHA256SUMS
 # (with sha256sum where present, always again in python against offpkg.json),

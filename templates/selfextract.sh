@@ -4,6 +4,7 @@
 #   sh THIS_FILE --venv /opt/venvs/ml      verify, unpack to a temp dir, install offline
 #   sh THIS_FILE --verify-only             verify only, install nothing
 #   sh THIS_FILE --extract DIR             verify and unpack the bundle into DIR
+#   sh THIS_FILE --trust FILE ...          also require a signature by a key in FILE
 #   sh THIS_FILE --help
 #
 # Needs only python3 on this host: no offpkg, no network, no tar. The payload (a
@@ -22,9 +23,9 @@ OFFPKG_PAYLOAD_SHA256=@PAYLOAD_SHA256@
 self=$0
 usage() {
     cat <<EOF
-usage: sh $self [--python EXE] [--upgrade] [--no-uv] --venv DIR
-       sh $self --verify-only
-       sh $self --extract DIR
+usage: sh $self [--python EXE] [--upgrade] [--no-uv] [--trust FILE] --venv DIR
+       sh $self [--trust FILE] --verify-only
+       sh $self [--trust FILE] --extract DIR
        sh $self --help
 
 An offpkg bundle in one file. It verifies itself (sha256 of the payload, then
@@ -38,6 +39,10 @@ check fails.
   --no-uv         use pip even where the bundled uv runs
   --verify-only   check the bundle and exit
   --extract DIR   unpack the verified bundle into DIR (new or empty) and keep it
+  --trust FILE    OpenSSH allowed_signers file: refuse the bundle unless one of
+                  its keys signed offpkg.json (checked with ssh-keygen -Y verify;
+                  default: \$OFFPKG_TRUST). This header runs before any check:
+                  see docs/trust.md for checking it without running it.
   --help          show this help
 
 Payload: $OFFPKG_PAYLOAD_SIZE bytes, sha256 $OFFPKG_PAYLOAD_SHA256
@@ -48,11 +53,13 @@ EOF
 mode=install
 extract_dir=""
 python=""
+trust=${OFFPKG_TRUST:-}
 prev=""
 for arg in "$@"; do
     case $prev in
         --python) python=$arg ;;
         --extract) extract_dir=$arg ;;
+        --trust) trust=$arg ;;
     esac
     case $arg in
         -h|--help) usage; exit 0 ;;
@@ -60,9 +67,17 @@ for arg in "$@"; do
         --extract) mode=extract ;;
         --extract=*) mode=extract; extract_dir=${arg#--extract=} ;;
         --python=*) python=${arg#--python=} ;;
+        --trust=*) trust=${arg#--trust=} ;;
     esac
     prev=$arg
 done
+if [ -n "$trust" ]; then
+    case $trust in /*) ;; *) trust=$(pwd)/$trust ;; esac
+    if [ ! -f "$trust" ]; then
+        echo "error: trust anchor $trust does not exist; give an OpenSSH allowed_signers file" >&2
+        exit 3
+    fi
+fi
 if [ "$mode" = extract ] && [ -z "$extract_dir" ]; then
     echo "error: --extract needs a directory: sh $self --extract DIR" >&2
     exit 2
@@ -154,9 +169,13 @@ except BaseException:
 PYEOF
 }
 
+# install.sh checks the signature (with --trust) and every file before anything else runs.
 if [ "$mode" = extract ]; then
     unpack "$extract_dir"
-    sh "$extract_dir/install.sh" --verify-only --python "$python"
+    if ! OFFPKG_TRUST=$trust sh "$extract_dir/install.sh" --verify-only --python "$python"; then
+        rm -rf "$extract_dir"
+        exit 1
+    fi
     echo "offpkg: bundle unpacked into $extract_dir; install it with: sh $extract_dir/install.sh --venv DIR"
     exit 0
 fi
@@ -175,6 +194,8 @@ unpack "$tmp/bundle"
 OFFPKG_SELF_EXTRACTING=$(cd "$(dirname -- "$self")" && pwd)/$(basename -- "$self")
 export OFFPKG_SELF_EXTRACTING
 set +e
+OFFPKG_TRUST=$trust
+export OFFPKG_TRUST
 if [ "$mode" = verify ]; then
     sh "$tmp/bundle/install.sh" --verify-only --python "$python"
 else

@@ -121,3 +121,18 @@ def test_verify_cache_rehashes_what_a_stamp_vouches_for(offpkg, env, live_index,
     # And the bundle verifies.
     proc = offpkg(["verify", str(tmp_path / "b2"), "--json"], env)
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stdout
+
+
+def test_stamps_hold_after_the_bundle_links_the_entries(offpkg, env, live_index, tmp_path: Path) -> None:
+    """Hard-linking an entry into a bundle changes its ctime (the link count changed): the stamp is
+    taken again, so the next run trusts the entry without hashing it, and it is still read-only."""
+    _, _, url = live_index
+    _bundle(offpkg, env, url, tmp_path / "b1")
+    entries = [p for p in Path(env["OFFPKG_CACHE_DIR"], "files").glob("*/*/*.whl")]
+    assert len(entries) == 2
+    for e in entries:
+        st = e.stat()
+        assert st.st_nlink == 2  # the cache's name and the bundle's
+        stamp = json.loads(e.with_name(f".verified-{e.name}.json").read_text())
+        assert stamp == [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+        assert not st.st_mode & 0o222

@@ -22,7 +22,8 @@ from ..redact import redact_text
 # Top-level verbs: name -> (module under offpkg.cli.commands, attribute).
 CORE = {"probe": ("probe", "probe"), "freeze": ("freeze", "freeze"), "lock": ("lock", "lock"),
         "bundle": ("bundle", "bundle"), "verify": ("verify", "verify"), "install": ("install", "install"),
-        "inspect": ("inspect_", "inspect_"), "licenses": ("licenses", "licenses"), "report": ("report", "report")}
+        "inspect": ("inspect_", "inspect_"), "licenses": ("licenses", "licenses"), "report": ("report", "report"),
+        "sign": ("sign", "sign")}
 # Command groups (modules that export ``cli``) whose command name is not the module's name.
 _GROUP_NAMES = {"index_": "index"}
 

@@ -53,3 +53,8 @@ requirement_options = _compose(
     click.option("-c", "--constraint", "constraint_files", multiple=True, type=click.Path(dir_okay=False),
                  help="Constraints file. Repeatable."),
 )
+
+trust_option = click.option(
+    "--trust", "trust", type=click.Path(dir_okay=False), default=None, metavar="ALLOWED_SIGNERS",
+    help="OpenSSH allowed_signers file: refuse the bundle unless a key listed there signed it "
+         "(default: OFFPKG_TRUST or the `trust` config key).")

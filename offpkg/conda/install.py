@@ -44,7 +44,7 @@ class NoCondaEnvError(InputError):
 
 
 def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, python: Path | None = None,
-                         events: Events | None = None) -> dict[str, Any]:
+                         events: Events | None = None, trust: Path | None = None) -> dict[str, Any]:
     """Verify ``bundle`` and install its conda environment (and its wheels) into the new ``prefix``.
 
     ``python`` runs ``conda-unpack`` if the environment's own interpreter cannot;
@@ -59,7 +59,7 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
     _check_prefix(prefix, events)
 
     with opened_bundle(bundle) as bdir:
-        report = verified(bdir, bundle, events)
+        report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
         assert manifest is not None
         info = _conda_info(bundle, manifest)

@@ -107,6 +107,22 @@ class Cache:
         except (OSError, ValueError):
             return False
 
+    def link_out(self, p: Path, dest: Path) -> None:
+        """Hard-link (else copy) the entry ``p`` to ``dest``, keeping its stamp.
+
+        A new link changes the inode's ctime (its link count changed, not its bytes): when the
+        stamp matched just before, it is taken again just after, so the next run still trusts it.
+        """
+        from ..fsutil import link_or_copy
+
+        try:
+            fresh = self._stamped(p, p.stat())
+        except OSError:
+            fresh = False
+        link_or_copy(p, dest)
+        if fresh:
+            self.stamp(p)
+
     def stamp(self, p: Path) -> None:
         """Record that ``p``'s bytes were just checked against its entry's sha256.
 

@@ -62,6 +62,9 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
 @click.option("--deny-license", "deny_licenses", multiple=True, metavar="SPDX",
               help="Refuse the bundle (exit 11) if a package's license is this SPDX id or glob (GPL-*), or "
                    "'unknown'; repeatable; adds to the deny-licenses config key.")
+@click.option("--sign", "sign_keys", multiple=True, type=click.Path(dir_okay=False), metavar="KEY",
+              help="Sign offpkg.json with this SSH key (a private key, or a .pub whose key ssh-agent holds): "
+                   "writes offpkg.json.sig. Repeatable.")
 @click.option("--refresh", is_flag=True,
               help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
 @click.option("--verify-cache", "verify_cache", is_flag=True,
@@ -72,7 +75,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           deny_licenses: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
+           deny_licenses: tuple[str, ...], sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -88,6 +91,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     from ._common import UIEvents, settings, sources_from_options, targets_from_options
 
     cfg = settings()
+    if sign_keys:
+        from ...trust.sshsig import key_fingerprint
+
+        for key in sign_keys:  # a wrong key fails now, not after the downloads
+            key_fingerprint(Path(key))
     targets = targets_from_options(target_files, python_version, platforms, cfg)
     sources = sources_from_options(index_url, extra_index_url, find_links, cfg=cfg)
     backend = backend or cfg.get("backend")
@@ -116,6 +124,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
                          force=force, tools=tools, stack=stack, reuse_lock=not refresh,
+                         sign_keys=[Path(k) for k in sign_keys],
                          deny_licenses=[*(cfg.get("deny_licenses") or []), *deny_licenses])
     from ...review.licenses import check_patterns
 
@@ -152,6 +161,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "timings": {k: round(v, 3) for k, v in res.timings.items()}, "targets": [t.id for t in targets],
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
         "built_from": m.extra.get("built_from", []),
+        "signed_with": list(sign_keys),
     }
     if as_json:
         ui.emit_json("bundle", payload)
@@ -168,6 +178,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
         ])
     if smoke and not verified:
         from ...errors import VerificationError

@@ -6,6 +6,7 @@ from .inspect_ import inspect_
 from .install import install
 from .lock import lock
 from .probe import probe
+from .sign import sign
 from .verify import verify
 
-COMMANDS = [probe, freeze, lock, bundle, verify, install, inspect_]
+COMMANDS = [probe, freeze, lock, bundle, verify, install, inspect_, sign]

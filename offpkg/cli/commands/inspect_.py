@@ -7,33 +7,51 @@ import click
 from .. import ui
 from ...errors import InputError
 from ...manifest import MANIFEST_NAME, Manifest
-from ..options import json_option
+from ..options import json_option, trust_option
 
 
-def read_manifest(bundle: Path) -> Manifest:
-    if bundle.is_dir():
-        return Manifest.read(bundle)
-    if not bundle.exists():
-        raise InputError(f"{bundle} does not exist")
-    from ...archive import payload_offset, read_member
+def _t(value: object, limit: int = 300) -> str:
+    """Text from the bundle, safe for a terminal: control and format characters (escape sequences,
+    bidi overrides) shown escaped, long values shortened."""
+    import unicodedata
 
-    offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
-    return Manifest.loads(read_member(bundle, MANIFEST_NAME, 64 << 20, offset=offset), f"{bundle}:{MANIFEST_NAME}")
+    s = str(value)
+    if len(s) > limit:
+        s = s[:limit] + "..."
+    out = "".join(c if c == " " or unicodedata.category(c)[0] not in "CZ" else
+                  c.encode("unicode_escape").decode("ascii") for c in s)
+    return out
 
 
 @click.command("inspect")
 @click.argument("bundle", type=click.Path(exists=False))
 @click.option("--top", default=10, show_default=True, help="How many of the largest files to list.")
+@trust_option
 @json_option
-def inspect_(bundle: str, top: int, as_json: bool) -> None:
-    """Show a bundle's target, packages, size, largest files and requirements."""
+def inspect_(bundle: str, top: int, trust: str | None, as_json: bool) -> None:
+    """Show a bundle's target, packages, size, largest files and requirements.
+
+    Everything shown comes from the bundle's manifest: the builder's claims. The
+    smoke-test record counts as verified only when a key from the trust anchor
+    (--trust, OFFPKG_TRUST or the `trust` config key) signed the manifest.
+    """
     ui.state.json = as_json
-    m = read_manifest(Path(bundle))
+    from ...trust import check_trust, resolve_anchor
+    from ._common import settings
+
+    from ...trust.check import read_signed_parts
+
+    if not Path(bundle).exists():
+        raise InputError(f"{bundle} does not exist")
+    # One read: what is shown is exactly what the signatures were checked over.
+    parts = read_signed_parts(Path(bundle))
+    m = Manifest.loads(parts[0], f"{bundle}:{MANIFEST_NAME}")
+    tr = check_trust(Path(bundle), resolve_anchor(trust, settings()), parts=parts)
     entries = sorted(m.all_entries().items(), key=lambda kv: -kv[1][1])
     payload = {
         "ok": True, "bundle": bundle, "created": m.created, "offpkg_version": m.offpkg_version,
-        "targets": [{"python": t["python"], "platforms": t["platforms"][:1], "os": t["os"], "arch": t["arch"],
-                     "gpu": t.get("gpu")} for t in m.targets],
+        "targets": [{"python": t.get("python"), "platforms": (t.get("platforms") or [])[:1], "os": t.get("os"),
+                     "arch": t.get("arch"), "gpu": t.get("gpu")} for t in m.targets],
         "requirements": list(m.requirements), "packages": len(m.requirement_packages),
         "tools": [f"{p.name}=={p.version}" for p in m.tool_packages],
         "total_size": m.total_size(),
@@ -41,27 +59,39 @@ def inspect_(bundle: str, top: int, as_json: bool) -> None:
         "built_from_sdist": [p.filename for p in m.packages if p.built_from_sdist],
         "cuda": m.cuda, "verification": m.verification, "stack": m.extra.get("stack"),
         "indexes": list(m.indexes),
+        # The verification record is the builder's claim unless a trusted key signed the manifest.
+        "verification_status": "trusted" if tr.trusted else "claim",
+        "trust": tr.to_json(),
     }
     if as_json:
         ui.emit_json("inspect", payload)
         return
     for i, t in enumerate(m.targets):
-        ui.result(f"target {i}: {t['python']['implementation']} {t['python']['version']} ({t['python']['abi']}) "
-                  f"{t['os']} {t['arch']} {t['platforms'][0]}")
-    ui.result(f"created: {m.created} by offpkg {m.offpkg_version}")
-    ui.result(f"requirements: {', '.join(m.requirements)}")
+        py = t.get("python") or {}
+        ui.result(f"target {i}: {_t(py.get('implementation'))} {_t(py.get('version'))} ({_t(py.get('abi'))}) "
+                  f"{_t(t.get('os'))} {_t(t.get('arch'))} {_t((t.get('platforms') or ['?'])[0])}")
+    ui.result(f"created: {_t(m.created)} by offpkg {_t(m.offpkg_version)}")
+    ui.result(f"requirements: {', '.join(_t(r) for r in m.requirements)}")
     ui.result(f"packages: {len(m.requirement_packages)} wheels, {ui.human_size(m.total_size())} in all"
-              + (f"; tools: {', '.join(payload['tools'])}" if payload["tools"] else ""))
+              + (f"; tools: {', '.join(_t(x) for x in payload['tools'])}" if payload["tools"] else ""))
     if m.cuda:
-        ui.result(f"cuda: {m.cuda.get('variant')} (torch {m.cuda.get('torch')}, driver >= {m.cuda.get('min_driver')})")
+        ui.result(f"cuda: {_t(m.cuda.get('variant'))} (torch {_t(m.cuda.get('torch'))}, "
+                  f"driver >= {_t(m.cuda.get('min_driver'))})")
     if payload["built_from_sdist"]:
-        ui.result("built from sdist: " + ", ".join(payload["built_from_sdist"]))
+        ui.result("built from sdist: " + ", ".join(_t(x) for x in payload["built_from_sdist"]))
+    ui.result(f"signature: {_t(tr.summary())}")
     v = m.verification
-    if v:
-        ui.result(f"verified: {'yes' if v.get('verified') else 'NO'} ({v.get('when')}, {v.get('network_isolation')})")
-        for c in v.get("checks", []):
-            ui.result(f"  {'pass' if c['ok'] else 'FAIL'}  {c['name']}")
+    if v and isinstance(v, dict):
+        said = "verified" if tr.trusted else "the builder claims (not signed by a trusted key, so unchecked): verified"
+        ui.result(f"{said}: {'yes' if v.get('verified') is True else 'NO'} ({_t(v.get('when'))}, "
+                  f"{_t(v.get('network_isolation'))})")
+        for c in v.get("checks", []) if isinstance(v.get("checks"), list) else []:
+            if isinstance(c, dict):
+                ui.result(f"  {'pass' if c.get('ok') is True else 'FAIL'}  {_t(c.get('name'))}")
     else:
         ui.result("verified: not smoke-tested (bundle --verify or verify --smoke)")
-    ui.table("largest files", ["size", "path"], [[ui.human_size(s), p] for p, (_, s) in entries[:top]])
+    from rich.markup import escape
+
+    # Table cells are rich markup: escape it too.
+    ui.table("largest files", ["size", "path"], [[ui.human_size(s), escape(_t(p))] for p, (_, s) in entries[:top]])
     ui.result(f"review: `offpkg licenses {bundle}`, `offpkg report {bundle} -o report.html` (SBOM: sbom.cdx.json)")

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from .. import ui
-from ..options import backend_option, json_option
+from ..options import backend_option, json_option, trust_option
 
 
 def _from_registry(ctx: click.Context, bundle: str) -> str:
@@ -30,16 +30,20 @@ def _from_registry(ctx: click.Context, bundle: str) -> str:
 @click.option("--force", is_flag=True, help="Install even if the GPU/driver check fails (with a warning).")
 @click.option("--system-site-packages", is_flag=True, help="Give the venv access to the system site-packages.")
 @backend_option
+@trust_option
 @json_option
 def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str | None, upgrade: bool, force: bool,
-            system_site_packages: bool, backend: str | None, as_json: bool) -> None:
+            system_site_packages: bool, backend: str | None, trust: str | None, as_json: bool) -> None:
     """Verify a bundle, then install it offline into a new venv.
 
     Refuses when the python or host does not match the bundle's target. If
     anything fails, the venv it created is removed.
     """
     ui.state.json = as_json
+    from ...trust import resolve_anchor
     from ._common import UIEvents, settings  # imported here: --help need not load the backends
+
+    anchor = resolve_anchor(trust, settings())
 
     if conda_prefix:
         from ...conda.install import install_conda_bundle
@@ -51,7 +55,8 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         with ui.reporter() as r:
             # --python: the interpreter that runs conda-unpack if the environment's own cannot.
             res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force,
-                                       python=Path(python) if python else None, events=UIEvents(r))
+                                       python=Path(python) if python else None, events=UIEvents(r),
+                                       trust=anchor)
         for w in res["warnings"]:
             ui.warn(w)
         if as_json:
@@ -72,10 +77,12 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
     with ui.reporter() as r:
         res = install_bundle(Path(bundle), Path(venv), python=Path(python) if python else None, upgrade=upgrade,
                              backend=backend, force=force, system_site_packages=system_site_packages,
-                             events=UIEvents(r))
+                             events=UIEvents(r), trust=anchor)
     for w in res.warnings:
         ui.warn(w)
     if as_json:
         ui.emit_json("install", {"ok": True, **res.to_json()})
     else:
         ui.result(f"installed {res.packages} packages into {res.venv} with {res.backend} (offline, hashes checked, pip check ok)")
+        if res.verify.trust is not None and res.verify.trust.trusted:
+            ui.result(f"signature: {res.verify.trust.summary()}")

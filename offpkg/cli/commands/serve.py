@@ -14,7 +14,7 @@ import click
 
 from .. import ui
 from ...errors import EnvironmentProblem, UsageError, VerificationError
-from ..options import json_option
+from ..options import json_option, trust_option
 
 
 def _is_loopback(host: str) -> bool:
@@ -36,8 +36,9 @@ def _stop(signum: int, frame: Any) -> None:
               help="Address to listen on (0.0.0.0 or :: for every interface).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on; 0 picks a free one (printed).")
+@trust_option
 @json_option
-def serve(bundle: str, host: str, port: int, as_json: bool) -> None:
+def serve(bundle: str, host: str, port: int, trust: str | None, as_json: bool) -> None:
     """Serve a bundle as a simple index: `pip install --index-url http://HOST:PORT/simple NAME`.
 
     The bundle (directory, .tar, .tar.zst or .sh) is verified first; then its wheels
@@ -47,12 +48,15 @@ def serve(bundle: str, host: str, port: int, as_json: bool) -> None:
     ui.state.json = as_json
     from ...install import opened_bundle
     from ...fleet.simpleindex import IndexServer
+    from ...trust import resolve_anchor
     from ...verify import verify_bundle
+    from ._common import settings
 
     src = Path(bundle)
+    anchor = resolve_anchor(trust, settings())  # a cluster installs what is served: same rule as install
     with opened_bundle(src) as bdir:
         with ui.spinner(f"verifying {bundle}"):
-            report = verify_bundle(bdir)
+            report = verify_bundle(bdir, trust=anchor)
         if not report.ok:
             raise VerificationError(f"{bundle} failed verification; not serving it", report.problems,
                                     hint="copy the bundle again from its source, or rebuild it")

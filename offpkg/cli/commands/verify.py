@@ -6,7 +6,7 @@ import click
 
 from .. import ui
 from ...errors import VerificationError
-from ..options import json_option
+from ..options import json_option, trust_option
 from ...verify import verify_bundle
 
 
@@ -15,18 +15,26 @@ from ...verify import verify_bundle
 @click.option("--smoke", is_flag=True, help="Also install into a throwaway venv with no network and run the smoke test.")
 @click.option("--python", type=click.Path(dir_okay=False), help="Interpreter for the smoke test's venv.")
 @click.option("--system-site-packages", is_flag=True, help="Let the smoke test's venv see the system site-packages.")
+@trust_option
 @json_option
-def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: bool, as_json: bool) -> None:
+def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: bool, trust: str | None,
+           as_json: bool) -> None:
     """Check a bundle (directory or archive): every file, both ways, and its locks.
 
-    Prints every problem found and exits 1 if there is any.
+    With a trust anchor (--trust, OFFPKG_TRUST or the `trust` config key) the
+    bundle must also be signed by one of its keys. Prints the sha256 to record
+    out of band, every problem found, and exits 1 if there is any.
     """
     ui.state.json = as_json
+    from ...trust import resolve_anchor
+    from ._common import settings
+
+    anchor = resolve_anchor(trust, settings())
     path = Path(bundle)
     total = _manifest_total(path)
     with ui.reporter() as r:
         r.start("verify", f"verifying {bundle}", total, bytes_=True)
-        report = verify_bundle(path, progress=lambda n: r.advance("verify", n))
+        report = verify_bundle(path, progress=lambda n: r.advance("verify", n), trust=anchor)
         r.finish("verify")
     payload = report.to_json()
     if report.ok and smoke:
@@ -47,10 +55,24 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
     if not report.ok:
         if as_json:
             raise SystemExit(1)
+        untrusted = report.trust is not None and report.trust.anchor is not None and not report.trust.trusted
+        if untrusted and not [p for p in report.problems if p not in report.trust.problems]:
+            raise VerificationError(f"{bundle} is not signed by a trusted key (trust anchor {report.trust.anchor})",
+                                    report.problems, hint="get the bundle again from its builder, signed (offpkg bundle "
+                                                          "--sign, offpkg sign); a new signer's key goes into the "
+                                                          "trust anchor (docs/trust.md)")
         raise VerificationError(f"{bundle}: {len(report.problems)} problem(s) found", report.problems,
                                 hint="copy the bundle again from its source, or rebuild it")
     ui.result(f"ok: {bundle}: {report.files_checked} files, {ui.human_size(report.bytes_checked)} verified"
               f" in {report.seconds:.2f} s" + (" + smoke test passed" if smoke else ""))
+    ui.result(f"sha256 ({report.digest_of}): {report.digest}")
+    if report.trust is not None:
+        ui.result(f"signature: {report.trust.summary()}")
+        if any(s.status == "invalid" for s in report.trust.signatures):
+            ui.warn("a signature does not match this offpkg.json: the bundle was changed after it was signed")
+        if not report.trust.trusted:
+            ui.info("without a trust anchor this proves the bundle is intact, not who made it: compare the sha256 "
+                    "above with the one recorded at the source, or pass --trust ALLOWED_SIGNERS (docs/trust.md)")
 
 
 def _manifest_total(path: Path) -> int | None:
