@@ -5,4 +5,5 @@ command -v git >/dev/null || (apt-get update -qq && apt-get install -y --no-inst
 command -v docker-registry >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends docker-registry)
 command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends apache2-utils)
 command -v ssh-keygen >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssh-client)
+command -v unshare >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends util-linux)
 command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends chromium)

@@ -4,7 +4,8 @@
 This file is stdlib-only on purpose. ``offpkg probe`` imports it, and
 ``offpkg probe --script`` prints it verbatim, so ``python3 probe.py > target.json``
 on an air-gapped host without offpkg gives exactly the JSON that ``offpkg probe``
-would give there. Runs on Python 3.6+.
+would give there. Runs on Python 3.6+ (TARGET_PYTHON_FLOOR); an older python gets one
+clear error, so the file must stay parseable by Python 2.7 (no f-strings, no annotations).
 """
 
 import json
@@ -17,6 +18,11 @@ import sys
 import sysconfig
 
 PROBE_FORMAT = 1
+
+# The oldest target python offpkg bundles for: probe.py and the bundle's bootstrap.py run on it
+# (tested on 3.6, 3.7, 3.8 by tests/test_pythons.py) and uv resolves for nothing older.
+# install.sh, install.ps1 and selfextract.sh carry the same number (a test keeps them equal).
+TARGET_PYTHON_FLOOR = (3, 6)
 
 # CUDA toolkit -> minimum Linux / Windows driver (NVIDIA CUDA release notes, Table 3).
 # Kept equal to offpkg/data/cuda.json by a test; used to name the newest CUDA a driver runs.
@@ -451,6 +457,11 @@ def probe():
 
 
 def main():
+    if sys.version_info[:2] < TARGET_PYTHON_FLOOR:
+        sys.stderr.write("error: this is Python %d.%d; offpkg bundles for Python %d.%d or newer only. "
+                         "Run probe.py with the host's python3 (e.g. python3.6 probe.py > target.json).\n"
+                         % ((sys.version_info[0], sys.version_info[1]) + TARGET_PYTHON_FLOOR))
+        sys.exit(6)
     sys.stdout.write(json.dumps(probe(), indent=2, sort_keys=True) + "\n")
 
 

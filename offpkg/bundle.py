@@ -52,6 +52,7 @@ from .redact import strip_credentials
 from . import lockcache
 from .lockcache import LockCache
 from .prefetch import Prefetch
+from .pythons import tool_notes, uv_missing_reason
 from .resolve import Selection, lock
 from ._templates import read_template
 from .target import Target
@@ -174,14 +175,20 @@ def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile 
     return best[1] if best else None
 
 
-def _ensurepip_wheel() -> DistFile | None:
-    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip."""
+def _ensurepip_wheel(target: Target) -> DistFile | None:
+    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip
+    (only where its Requires-Python admits the target's python: an old target gets none)."""
     try:
         import ensurepip
 
+        from .pythons import wheel_requires_python
+
         bundled = Path(ensurepip.__file__).parent / "_bundled"
         for f in sorted(bundled.glob("pip-*.whl")):
-            return DistFile(f.name, str(f), None, None, False, f.stat().st_size, "ensurepip")
+            spec = wheel_requires_python(f)
+            if spec and Version(target.python_version + ".0") not in SpecifierSet(spec):
+                return None
+            return DistFile(f.name, str(f), None, spec, False, f.stat().st_size, "ensurepip")
     except Exception:
         return None
     return None
@@ -369,7 +376,7 @@ def tool_selections(opts: BundleOptions, client: IndexClient) -> list[tuple[Targ
     """(target, pip wheel, uv wheel) for each target: the files of tools/ (looked up while the resolver runs)."""
     if not opts.tools:
         return []
-    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(), _tool_selection("uv", t, client))
+    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(t), _tool_selection("uv", t, client))
             for t in opts.targets]
 
 
@@ -420,7 +427,8 @@ def fetch_all(opts: BundleOptions, locks: list[list[Selection]], client: IndexCl
             if pip is None:
                 events.warn("no pip wheel found for the bundle's tools/: hosts without ensurepip cannot bootstrap")
             if uv is None:
-                events.warn(f"no uv wheel for {t.describe()} on the index: install.sh on the target will use pip "
+                events.warn(f"no uv wheel for {t.describe()} on the index{uv_missing_reason(t, client)}: install.sh "
+                            f"on the target will use pip{f' {pip.name_version()[1]}' if pip and pip.name_version() else ''} "
                             "(offpkg install uses its own uv where it runs)")
             for f in (pip, uv):
                 if f is not None and f.filename not in seen:
@@ -504,12 +512,15 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             prefetched = prefetch.settle({s.file.filename for sels in locks for s in sels})
             timings["resolve"] = time.monotonic() - t0  # downloads have started meanwhile
             t1 = time.monotonic()
-            fetched, tools = fetch_all(opts, locks, client, events, tool_lookup.result(), early)
+            tool_sel = tool_lookup.result()
+            fetched, tools = fetch_all(opts, locks, client, events, tool_sel, early)
         except BaseException:
             prefetch.stop()
             early.fetcher.cancel()
             raise
         timings["fetch"] = time.monotonic() - t1
+        for note in tool_notes(tool_sel, client):  # e.g. a 3.8 target gets pip 25.0.1, the last pip for it
+            events.note(note)
         built: dict[str, Fetched] = {}
         for t, sels in zip(opts.targets, locks):
             built.update(_build_sdists(opts, t, sels, fetched, work, events))

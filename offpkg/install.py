@@ -300,7 +300,7 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
                 events.done("install")
                 # The same check as `pip check`; uv's takes 0.06 s where pip's takes 0.7 s.
                 check = ([uv.uv, "pip", "check", "--python", str(venv_python(venv))] if uv is not None
-                         else [str(venv_python(venv)), "-m", "pip", "check"])
+                         else [str(venv_python(venv)), "-I", "-m", "pip", "check"])
                 run(check, env=uv._env(Path(wd)) if uv is not None else isolated_env(home=wd),
                     what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
                 (venv / "pip.conf").write_text(venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),

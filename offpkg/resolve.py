@@ -27,6 +27,7 @@ from .backends import Backend, PackageResolutionError, Pin, Sources
 from .errors import InputError, NetworkError, NoWheelError, OffpkgError, ResolutionError, SubprocessError
 from .lockcache import LockCache
 from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
+from .pythons import check_target_python
 from .reqfile import ReqFile
 from .target import Target
 
@@ -174,6 +175,7 @@ def lock(requirements: list[str], constraints: list[Path], target: Target, sourc
     With ``lock_cache``, the pins of an earlier run with the same inputs are reused when every
     pinned project's page still says what it said then (offpkg.lockcache explains why that is enough).
     """
+    check_target_python(target)  # one clear error for a python below the floor, not the resolver's
     k = lockcache.key(requirements, constraints, target.to_json(), sources, backend.name) if lock_cache else None
     record = lock_cache.load(k) if lock_cache else None
     if record is not None:

@@ -6,6 +6,10 @@ kernel allows it, runs ``pip check``, then the stack's smoke script (imports,
 ``torch.version.cuda`` against the chosen variant, a tiny BERT forward and
 backward pass, a GPU matmul where a GPU exists) or, for bundles without a stack,
 imports every top-level requirement. The result is recorded in the manifest.
+
+``prove_targets`` (``bundle --verify``) does this for every target of the bundle with an
+interpreter of this host that matches it (``pythons.matching_interpreter``: pyenv, ``uv
+python find``, ``pythonX.Y``); a target with none is recorded as unverified, never as proven.
 """
 
 from __future__ import annotations
@@ -131,6 +135,78 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
             checks.append({"name": "imports", "ok": proc.returncode == 0, "imports": imports})
     result["verified"] = all(c["ok"] for c in checks)
     return _finish(result)
+
+
+def prove_targets(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None) -> dict[str, Any]:
+    """The verification record of ``bundle --verify``: each target proven with its own python.
+
+    The record keeps the single-target shape (``verified``, ``checks``, ...) and adds
+    ``targets``: one entry per bundle target with ``status`` verified, failed or
+    unverified (no matching interpreter here: nothing was run, nothing is claimed).
+    ``verified`` is true only when every target was proven.
+    """
+    if manifest.conda is not None:  # the conda env brings its own python
+        return smoke_test(bundle_dir, manifest, stack=stack)
+    from .pythons import matching_interpreter
+    from .target import Target
+
+    per: list[dict[str, Any]] = []
+    record: dict[str, Any] | None = None
+    checks: list[dict[str, Any]] = []
+    many = len(manifest.targets) > 1
+    for i, tj in enumerate(manifest.targets):
+        target = Target.from_probe(tj, source=f"target {i}")
+        exe, host, why = matching_interpreter(manifest, i)
+        entry: dict[str, Any] = {"target": i, "id": target.id, "describe": target.describe()}
+        if exe is None or host is None:
+            per.append({**entry, "status": "unverified", "verified": False, "python": None,
+                        "reason": why + "; nothing was installed or run for this target"})
+            continue
+        res = smoke_test(bundle_dir, manifest, stack=stack, python=exe)
+        record = record or res
+        checks += [dict(c, name=f"target {i}: {c['name']}") if many else c for c in res["checks"]]
+        per.append({**entry, "status": "verified" if res["verified"] else "failed", "verified": res["verified"],
+                    "python": str(exe), "python_version": host.full_version or host.python_version,
+                    **({"error": res["error"]} if "error" in res else {})})
+    if record is None:  # no target could be tried on this host
+        record = {"verified": False, "offpkg_version": __version__,
+                  "when": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "where": {"host": platform.node(), "python": platform.python_version(), "machine": platform.machine()},
+                  "network_isolation": "none (nothing was run)", "stack": stack}
+    record = {k: v for k, v in record.items() if k not in ("error", "checks", "verified")}
+    record["checks"] = checks
+    record["targets"] = per
+    failed = [t for t in per if t["status"] == "failed"]
+    if failed:
+        record["error"] = "; ".join(f"target {t['target']}: {t.get('error') or 'a check failed'}" for t in failed)
+    record["verified"] = bool(per) and all(t["verified"] for t in per)
+    return record
+
+
+def _targets(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The per-target entries of a record (read from a bundle: anything else is ignored)."""
+    targets = (record or {}).get("targets")
+    return [t for t in targets if isinstance(t, dict)] if isinstance(targets, list) else []
+
+
+def unverified_targets(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The targets a verification record marks unverified (no interpreter to prove them with)."""
+    return [t for t in _targets(record) if t.get("status") == "unverified"]
+
+
+def verified_label(record: dict[str, Any] | None) -> str:
+    """yes / partly / no (nothing could be run here) / NO (a check failed) for a verification record."""
+    if not record:
+        return "not smoke-tested"
+    if record.get("verified") is True:
+        return "yes"
+    checks = record.get("checks")
+    if record.get("error") or not isinstance(checks, list) or not unverified_targets(record) \
+            or any(not (isinstance(c, dict) and c.get("ok")) for c in checks):
+        return "NO"
+    if any(t.get("status") == "verified" for t in _targets(record)):
+        return "partly: some targets have no matching interpreter on the build host"
+    return "no: no interpreter on the build host matches the target (nothing was run)"
 
 
 def _finish(result: dict[str, Any]) -> dict[str, Any]:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from ._compat import tomllib
 from .errors import InputError, OffpkgError
 from .hashing import sha256_file, sha256_many
 from .manifest import MANIFEST_NAME, SUMS_NAME, Manifest

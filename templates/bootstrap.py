@@ -220,10 +220,12 @@ def install(python, venv, upgrade, use_uv, trust=None):
             shutil.rmtree(venv)
         elif os.listdir(venv) and not upgrade:
             raise Fail("%s already exists; pass --upgrade to install into it, or choose a new path" % venv, 9)
+    # -I everywhere below: no current directory on sys.path (a project's .egg-info there would
+    # show up in pip check), no PYTHON* variables, no user site-packages.
     try:
         if not os.path.exists(os.path.join(venv, "pyvenv.cfg")):
             created = True
-            proc = subprocess.run([python, "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            proc = subprocess.run([python, "-I", "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   universal_newlines=True)
             if proc.returncode != 0:
                 # Debian/Ubuntu without python3-venv: no ensurepip. Use the bundle's pip wheel.
@@ -231,7 +233,7 @@ def install(python, venv, upgrade, use_uv, trust=None):
                 pip_whl = tool(manifest, "pip")
                 if not pip_whl:
                     raise Fail("cannot create a venv (%s) and the bundle has no pip wheel" % proc.stdout.strip()[-300:], 7)
-                run([python, "-m", "venv", "--without-pip", venv], "creating the venv")
+                run([python, "-I", "-m", "venv", "--without-pip", venv], "creating the venv")
                 run([venv_python(venv), os.path.join(pip_whl, "pip"), "install", "--no-index", "--no-deps",
                      "--no-cache-dir", pip_whl], "installing pip from the bundle")
         with open(os.path.join(venv, INCOMPLETE), "w") as f:
@@ -245,11 +247,11 @@ def install(python, venv, upgrade, use_uv, trust=None):
                 run([uv, "pip", "install", "--offline", "--no-index", "--find-links", wheels, "--require-hashes",
                      "--only-binary", ":all:", "--python", venv_python(venv), "-r", req], "installing with uv")
             else:
-                run([venv_python(venv), "-m", "pip", "install", "--no-index", "--find-links", wheels,
+                run([venv_python(venv), "-I", "-m", "pip", "install", "--no-index", "--find-links", wheels,
                      "--require-hashes", "--only-binary", ":all:", "--no-cache-dir", "-r", req], "installing with pip")
         finally:
             shutil.rmtree(wd, ignore_errors=True)
-        run([venv_python(venv), "-m", "pip", "check"], "pip check")
+        run([venv_python(venv), "-I", "-m", "pip", "check"], "pip check")
         sfx = os.environ.get("OFFPKG_SELF_EXTRACTING")
         with open(os.path.join(HERE, "pip.conf")) as f:
             conf = f.read()

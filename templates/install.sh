@@ -32,6 +32,15 @@ if [ -z "$python" ]; then
     echo "error: no python3 found; pass --python /path/to/python3" >&2
     exit 10
 fi
+# The bundle's bootstrap.py needs Python 3.6 or newer (TARGET_PYTHON_FLOOR in offpkg/_probe.py).
+if ! pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); then
+    echo "error: cannot run $python; pass --python /path/to/python3" >&2
+    exit 10
+fi
+if ! "$python" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 6) else 1)' >/dev/null 2>&1; then
+    echo "error: $python is Python $pyver; this installer needs Python 3.6 or newer; pass --python /path/to/python3" >&2
+    exit 6
+fi
 
 if command -v sha256sum >/dev/null 2>&1; then
     if ! (cd "$here" && sha256sum -c --quiet --strict SHA256SUMS); then

@@ -77,7 +77,7 @@ def test_one_manifest_shared_files_stored_once(multi) -> None:
         assert reqs[other]["sha256"] not in per[i]
         assert per[i].count("--hash=sha256:") == 5
     # The lock knows both environments and which compiled wheel goes with which interpreter.
-    import tomllib
+    from offpkg._compat import tomllib
 
     lock = tomllib.loads((path / "pylock.toml").read_text())
     envs = lock["environments"]

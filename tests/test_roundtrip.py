@@ -75,7 +75,7 @@ def test_requirements_txt_installs_with_plain_pip(host_bundles, tmp_path, env, o
 
 
 def test_pylock_selects_the_same_wheels(host_bundles) -> None:
-    import tomllib
+    from offpkg._compat import tomllib
 
     from packaging.pylock import Pylock
 

@@ -12,11 +12,11 @@ from ..options import requirement_options, backend_option, cache_option, force_o
 
 def _smoke_hook(stack: str | None):  # noqa: ANN202 - returns the verify_hook build_bundle expects
     """The smoke test run on the finished staging directory (bundle --verify)."""
-    from ...smoke import smoke_test
+    from ...smoke import prove_targets
 
     def hook(stage: Path, manifest):  # noqa: ANN001 - a Manifest
-        with ui.spinner("smoke test: installing offline into a throwaway venv"):
-            return smoke_test(stage, manifest, stack=stack)
+        with ui.spinner("smoke test: installing offline into a throwaway venv (each target with its own python)"):
+            return prove_targets(stage, manifest, stack=stack)
 
     return hook
 
@@ -152,9 +152,15 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
     m = res.manifest
+    from ...smoke import unverified_targets, verified_label
+
     verified = (m.verification or {}).get("verified")
+    unproven = unverified_targets(m.verification)
+    failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
+    # A target with no matching interpreter here is reported unverified (not a failure of the bundle).
+    proven_ok = bool(verified) or (bool(unproven) and not failed and not (m.verification or {}).get("error"))
     payload = {
-        "ok": not smoke or bool(verified), "output": str(res.path), "packages": len(m.requirement_packages),
+        "ok": not smoke or proven_ok, "output": str(res.path), "packages": len(m.requirement_packages),
         "total_size": m.total_size(), "downloaded_bytes": res.downloaded_bytes, "cached_files": res.cached_files,
         "reused_locks": res.reused_locks,
         "built_from_sdist": res.built_from_sdist, "seconds": round(time.monotonic() - t0, 3),
@@ -177,12 +183,13 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["cuda", f"{m.cuda.get('variant')} (driver >= {m.cuda.get('min_driver')})"]] if m.cuda else []),
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
-            *([["verified", "yes" if verified else "NO"]] if smoke else []),
+            *([["verified", verified_label(m.verification)]] if smoke else []),
             *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
         ])
-    if smoke and not verified:
+    for t in unproven:
+        ui.warn(f"target {t['target']} ({t['describe']}) is NOT verified: {t['reason']}")
+    if smoke and not proven_ok:
         from ...errors import VerificationError
 
-        failed = [c["name"] for c in (m.verification or {}).get("checks", []) if not c["ok"]]
         raise VerificationError(f"{res.path} was written but is NOT verified: the smoke test failed ({', '.join(failed)})",
                                 hint="see `offpkg inspect` for the failing checks; fix the requirements and bundle again")

@@ -82,12 +82,17 @@ def inspect_(bundle: str, top: int, trust: str | None, as_json: bool) -> None:
     ui.result(f"signature: {_t(tr.summary())}")
     v = m.verification
     if v and isinstance(v, dict):
+        from ...smoke import verified_label
+
         said = "verified" if tr.trusted else "the builder claims (not signed by a trusted key, so unchecked): verified"
-        ui.result(f"{said}: {'yes' if v.get('verified') is True else 'NO'} ({_t(v.get('when'))}, "
+        ui.result(f"{said}: {_t(verified_label(v))} ({_t(v.get('when'))}, "
                   f"{_t(v.get('network_isolation'))})")
         for c in v.get("checks", []) if isinstance(v.get("checks"), list) else []:
             if isinstance(c, dict):
                 ui.result(f"  {'pass' if c.get('ok') is True else 'FAIL'}  {_t(c.get('name'))}")
+        for t in _dicts(v.get("targets")):  # each target proven with its own python (or not at all)
+            how = f"with {t.get('python')} (Python {t.get('python_version')})" if t.get("python") else t.get("reason", "")
+            ui.result(f"  target {_t(t.get('target'))} {_t(t.get('id'))}: {_t(t.get('status'))}: {_t(how)}")
     else:
         ui.result("verified: not smoke-tested (bundle --verify or verify --smoke)")
     from rich.markup import escape
@@ -95,3 +100,8 @@ def inspect_(bundle: str, top: int, trust: str | None, as_json: bool) -> None:
     # Table cells are rich markup: escape it too.
     ui.table("largest files", ["size", "path"], [[ui.human_size(s), escape(_t(p))] for p, (_, s) in entries[:top]])
     ui.result(f"review: `offpkg licenses {bundle}`, `offpkg report {bundle} -o report.html` (SBOM: sbom.cdx.json)")
+
+
+def _dicts(value: object) -> list[dict]:
+    """The dict items of a list from the manifest (a hostile bundle may put anything there)."""
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
