@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from offpkg.conda import env as conda
+from offpkg import conda
 from offpkg._subprocess import isolated_env
 from offpkg.errors import InstallError, OffpkgError, OutputExistsError, TargetMismatchError, UnsafeArchiveError
 from offpkg.events import Events
@@ -441,15 +441,17 @@ def test_existing_condarc_is_kept_as_backup(tmp_path: Path) -> None:
 @pytest.mark.parametrize("chunk", [7, 64, 1 << 20])
 def test_leftover_scan_streams_and_ignores_the_new_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           chunk: int) -> None:
-    monkeypatch.setattr(conda, "_CHUNK", chunk)
+    from offpkg.conda import prefixscan
+
+    monkeypatch.setattr(prefixscan, "_CHUNK", chunk)
     f = tmp_path / "f"
     # the old prefix is a prefix of the new one: its occurrences inside the new prefix do not count
     f.write_bytes(b"x" * 50 + b"/opt/env2/lib\x00" * 20 + b"y" * 30)
-    assert conda._leftover(f, ["/opt/env"], "/opt/env2") is None
+    assert prefixscan.leftover(f, ["/opt/env"], "/opt/env2") is None
     f.write_bytes(b"x" * 50 + b"/opt/env2/lib\x00" * 20 + b"/opt/env/lib" + b"y" * 30)
-    assert conda._leftover(f, ["/opt/env"], "/opt/env2") == "/opt/env"
+    assert prefixscan.leftover(f, ["/opt/env"], "/opt/env2") == "/opt/env"
     f.write_bytes(b"/opt/env")
-    assert conda._leftover(f, ["/opt/env"], "/opt/env2") == "/opt/env"
+    assert prefixscan.leftover(f, ["/opt/env"], "/opt/env2") == "/opt/env"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -510,3 +512,110 @@ def test_cli_conda_pack_errors(src_env: Path, tmp_path: Path, monkeypatch: pytes
     doc = json.loads(stdout)
     assert doc["ok"] is False and doc["error"]["type"] == "OutputExistsError"
     assert existing.read_bytes() == b"x"
+
+
+# ----------------------------------------------------------------------------- build refuses what install refuses (13.7)
+
+
+def _raw_pack(env: Path, out: Path) -> Path:
+    """The archive conda-pack itself writes, without offpkg's checks: what the target would receive."""
+    from conda_pack import CondaEnv
+
+    CondaEnv.from_prefix(str(env)).pack(output=str(out), format="tar.gz")
+    return out
+
+
+def _member_part(message: str) -> str:
+    """``member NAME REASON``: the words the build and the install share."""
+    assert "member " in message, message
+    return message[message.index("member "):]
+
+
+@pytest.mark.parametrize("case", ["absolute link", "link up and out", "link through a link", "clobbered file"])
+def test_pack_refuses_what_install_refuses_with_the_same_words(fresh_env: Path, tmp_path: Path, case: str) -> None:
+    share = fresh_env / "share"
+    if case == "absolute link":
+        os.symlink("/etc/passwd", share / "evil")
+    elif case == "link up and out":
+        os.symlink("../../outside", share / "up")
+    elif case == "link through a link":
+        os.symlink("..", share / "parent")  # harmless alone: it stays inside
+        os.symlink("parent/../../etc", share / "through")  # ... but through it, out
+    else:
+        # An environment that was itself unpacked from conda-pack still has bin/conda-unpack;
+        # conda-pack adds its own, so the archive would hold the name twice.
+        (fresh_env / "bin" / "conda-unpack").write_text("#!/bin/sh\necho stale\n")
+    archive = _raw_pack(fresh_env, tmp_path / "raw.tar.gz")
+    with pytest.raises(UnsafeArchiveError) as at_install:
+        conda.install_packed(archive, tmp_path / "target", expected_platform=HOST)
+    assert not (tmp_path / "target").exists()
+
+    out = tmp_path / "env.tar.gz"
+    with pytest.raises(UnsafeArchiveError) as at_build:
+        conda.pack_env(prefix=fresh_env, output=out)
+    assert not out.exists() and not list(tmp_path.glob(".env.tar.gz*"))
+    assert _member_part(at_build.value.message) == _member_part(at_install.value.message)
+    assert str(fresh_env) in at_build.value.message and "offpkg install would refuse" in at_build.value.hint
+
+
+def test_pack_refuses_a_fifo_as_a_folder_install_would(fresh_env: Path, packed_dir: conda.PackResult,
+                                                       tmp_path: Path) -> None:
+    """conda-pack would block reading a FIFO; offpkg refuses it first, as the install refuses one in a folder."""
+    os.mkfifo(fresh_env / "share" / "pipe")
+    with pytest.raises(UnsafeArchiveError) as at_build:
+        conda.pack_env(prefix=fresh_env, output=tmp_path / "env.tar.gz")
+    folder = _copy(packed_dir.path, tmp_path / "bad.no-archive")
+    os.mkfifo(folder / "share" / "pipe")
+    with pytest.raises(UnsafeArchiveError) as at_install:
+        conda.install_packed(folder, tmp_path / "target", expected_platform=HOST)
+    assert _member_part(at_build.value.message) == _member_part(at_install.value.message)
+    assert "FIFO" in at_build.value.message
+
+
+def test_prefix_record_rule_is_shared(fresh_env: Path, tmp_path: Path) -> None:
+    """A file conda-unpack would rewrite that is a link: refused at build with the install's words."""
+    from offpkg.conda.checks import check_prefix_record
+
+    cfg = fresh_env / "share" / "tinylib" / "config.txt"  # tinylib's text-placeholder file
+    assert cfg.is_file()
+    cfg.unlink()
+    os.symlink("../../bin/python", cfg)
+    with pytest.raises(UnsafeArchiveError) as at_build:
+        conda.pack_env(prefix=fresh_env, output=tmp_path / "env.tar.gz")
+    with pytest.raises(UnsafeArchiveError) as direct:
+        check_prefix_record("share/tinylib/config.txt", fresh_env, "conda-unpack")
+    assert at_build.value.message.endswith(direct.value.message)
+    assert "is not a regular file inside the environment" in direct.value.message
+
+
+def test_case_only_differences_are_a_warning_not_a_refusal(fresh_env: Path, tmp_path: Path) -> None:
+    (fresh_env / "share" / "Term").write_text("a")
+    (fresh_env / "share" / "term").write_text("b")
+    res = conda.pack_env(prefix=fresh_env, output=tmp_path / "env.tar.gz")
+    assert any("differ only in case" in w and "share/Term" in w for w in res.warnings), res.warnings
+
+
+def test_cli_conda_pack_refusal_is_one_json_error(fresh_env: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    os.symlink("/etc", fresh_env / "share" / "etc")
+    code, stdout, stderr = _offpkg(["conda", "pack", "-p", str(fresh_env), "-o", str(tmp_path / "e.tar.gz"),
+                                    "--json"], monkeypatch)
+    doc = json.loads(stdout)
+    assert code == 3 and doc["ok"] is False and "symbolic link to an absolute path" in doc["error"]["message"]
+    assert "Traceback" not in stderr and not (tmp_path / "e.tar.gz").exists()
+
+
+def test_an_unpacked_environment_packs_again(packed_dir: conda.PackResult, tmp_path: Path) -> None:
+    """An environment offpkg unpacked holds conda-pack's own scripts; packing it again leaves those out
+    (conda-pack writes them afresh) instead of doubling them, and the result installs."""
+    first = tmp_path / "first"
+    conda.install_packed(packed_dir.path, first, expected_platform=HOST, original_prefix=packed_dir.source_prefix)
+    assert (first / "bin" / "conda-unpack").is_file() and (first / "bin" / "activate.fish").is_file()
+    again = conda.pack_env(prefix=first, output=tmp_path / "again.tar.gz")
+    assert any("left out bin/activate.fish, bin/conda-unpack, bin/conda_unpack_progress.py" in w
+               for w in again.warnings), again.warnings
+    second = tmp_path / "second"
+    conda.install_packed(again.path, second, expected_platform=again.platform, original_prefix=again.source_prefix)
+    run = subprocess.run([str(second / "bin" / "python"), "-c", "import tinylib, sys; print(sys.prefix)"],
+                         capture_output=True, text=True, env=isolated_env(home=str(tmp_path)))
+    assert run.returncode == 0 and run.stdout.strip() == str(second), run.stderr

@@ -23,7 +23,7 @@ import pytest
 
 import condaenv
 from conftest import Index, assert_clean_error, run_offpkg, serve
-from offpkg.conda import env as conda
+from offpkg import conda
 from offpkg._subprocess import isolated_env
 from pkgfactory import Dist, build_wheel, write_simple_index
 
@@ -421,3 +421,19 @@ def test_failure_after_unpacking_removes_the_prefix(src_env: Path, tmp_path: Pat
     proc = _install(menv, out, prefix, offline)
     assert_clean_error(proc, 6, "was not made for", "tokenlike-0.3.0-cp39-abi3-macosx_11_0_arm64.whl")
     assert prefix.is_dir() and not list(prefix.iterdir())
+
+
+def test_bundle_refuses_an_environment_the_install_would_refuse(conda_fx: condaenv.CondaFixture, tmp_path: Path,
+                                                                menv: dict[str, str], index: Index) -> None:
+    """13.7: a link out of the prefix is found on the build host (exit 3, the install's words), not in the
+    server room; nothing is written at OUT and no temporary is left beside it."""
+    env = _make_env(conda_fx, tmp_path / "env")
+    os.symlink("/usr/share", env / "share" / "host-share")
+    out = tmp_path / "out" / "bundle"
+    out.parent.mkdir()
+    proc = _bundle(menv, "--conda-env", str(env), "-i", index.url, "-o", str(out))
+    assert_clean_error(proc, 3, "cannot be installed offline",
+                       "member 'share/host-share' is a symbolic link to an absolute path")
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is False and "offpkg install would refuse" in doc["error"]["hint"]
+    assert list(out.parent.iterdir()) == []

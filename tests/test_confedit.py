@@ -174,7 +174,8 @@ def test_condarc_set_replaces_only_its_block() -> None:
     doc.set("channels", ["defaults"])
     doc.set("show_channel_urls", True)
     new = doc.text()
-    assert new.startswith("# my conda settings\nchannels:\n  - defaults\nssl_verify: true   # corporate CA\n")
+    # The list keeps the style it had ("- item" under its key); every other block is untouched.
+    assert new.startswith("# my conda settings\nchannels:\n- defaults\nssl_verify: true   # corporate CA\n")
     assert new.endswith("auto_activate_base: false\nshow_channel_urls: true\n")
     _untouched(CONDARC, new, ("- conda-forge", "- defaults", "channels:\n"))
     assert CondarcDoc(new).get("channels") == ["defaults"]
@@ -193,13 +194,34 @@ def test_condarc_update_map_keeps_other_entries_and_their_comments() -> None:
 
 
 def test_condarc_unsupported_values_are_refused_not_guessed() -> None:
-    doc = CondarcDoc("channels:\n  - &a defaults\ncustom_channels:\n  x:\n    nested: 1\n")
-    with pytest.raises(UnsupportedYaml):
-        doc.get("channels")
-    with pytest.raises(UnsupportedYaml):
-        doc.get("custom_channels")
+    doc = CondarcDoc("channels:\n  - &a defaults\n  - *a\ncustom_channels:\n  x:\n    nested: 1\n")
+    assert doc.get("channels") == ["defaults", "defaults"]  # real YAML (anchors, aliases) is read as YAML
+    with pytest.raises(UnsupportedYaml, match="nested"):
+        doc.get("custom_channels")  # conda wants one URL per channel, not a mapping
     with pytest.raises(InputError, match="tabs"):
         CondarcDoc("channels:\n\t- defaults\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        CondarcDoc("channels: [defaults\n")
+    with pytest.raises(InputError, match="not a mapping"):
+        CondarcDoc("- defaults\n")
+
+
+def test_condarc_round_trip_keeps_comments_quotes_anchors_and_crlf() -> None:
+    text = ("# top\r\nchannels: &ch\r\n  - 'conda-forge'   # quoted\r\nenvs_dirs: *ch\r\n"
+            "custom_channels: {a: \"https://x/y\"}  # flow\r\n")
+    doc = CondarcDoc(text)
+    doc.update_map("custom_channels", {"b": "https://z/w"})
+    doc.set("show_channel_urls", True)
+    new = doc.text()
+    assert "\r\n" in new and "\n" not in new.replace("\r\n", "")
+    assert new.startswith("# top\r\nchannels: &ch\r\n  - 'conda-forge'   # quoted\r\nenvs_dirs: *ch\r\n")
+    assert "custom_channels: {a: \"https://x/y\", b: https://z/w} # flow\r\n" in new
+    assert new.endswith("show_channel_urls: true\r\n")
+    assert CondarcDoc(new).get("custom_channels") == {"a": "https://x/y", "b": "https://z/w"}
+    assert CondarcDoc(text).text() == text  # unchanged: byte for byte
+    aliased = CondarcDoc("channels: &ch\n  - defaults\nenvs_dirs: *ch\n")
+    aliased.set("channels", ["conda-forge"])  # the anchor's owner rewritten: the alias must stay valid
+    assert CondarcDoc(aliased.text()).get("envs_dirs") == ["defaults"]
 
 
 # --------------------------------------------------------------------------- files

@@ -1,7 +1,7 @@
 """A conda environment inside an offpkg bundle (``offpkg bundle --conda-env NAME|PREFIX``).
 
 :func:`add_conda_env` packs the environment with conda-pack (through
-:func:`offpkg.conda.env.pack_env`) into a temporary folder next to the bundle's
+:func:`offpkg.conda.pack.pack_env`) into a temporary folder next to the bundle's
 output, and hands the archive to :func:`offpkg.bundle.build_bundle` as one of
 ``opts.extra["extra_files"]`` (so its path, size and sha256 are in the manifest
 and SHA256SUMS like every file) with a description in ``opts.extra["conda"]``
@@ -30,7 +30,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from . import env as conda
+from .. import conda
 from ..bundle import BundleOptions
 from ..errors import UsageError
 from ..events import Events

@@ -3,7 +3,7 @@
 Order: refuse an existing non-empty prefix → open the bundle (archives are
 safely extracted to a temp folder) → verify it both ways, refusing on any
 problem → require ``manifest.conda`` naming a verified file → check the platform
-(and the CUDA build, if any) → :func:`offpkg.conda.env.install_packed` (safe
+(and the CUDA build, if any) → :func:`offpkg.conda.unpack.install_packed` (safe
 extraction, ``conda-unpack`` run with an interpreter that exists, no placeholder
 or old prefix left, offline ``.condarc``) → install the bundle's wheels into the
 prefix's python with ``--offline --no-index --require-hashes --only-binary`` →
@@ -23,7 +23,8 @@ from typing import Any
 from .. import __version__
 from .._subprocess import isolated_env, run
 from ..backends import Backend, PipBackend, UvBackend
-from .env import host_subdir, install_packed
+from .env import host_subdir
+from .unpack import install_packed
 from .bundle import env_interpreter
 from ..errors import (InputError, InstallError, OutputExistsError, SubprocessError, TargetMismatchError,
                      VerificationError)

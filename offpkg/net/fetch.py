@@ -38,7 +38,9 @@ import requests
 from .cache import Cache, acquire
 from ..errors import EnvironmentProblem, HashMismatchError, InputError, NetworkError
 from ..hashing import sha256_file
-from .index import RETRY_STATUS, DistFile, IndexClient, make_session, register_url_secrets, url_auth
+from .index import IndexClient
+from .pages import DistFile
+from .session import RETRY_STATUS, make_session, register_url_secrets, url_auth
 from ..redact import redact_url
 
 # Network reads adapt to the rate: each read should take about READ_SECONDS at the rate

@@ -11,275 +11,32 @@ rest of the run. A 404 is an answer, not a failure: the project is absent.
 Every file found carries the other mirrors (``DistFile.mirrors``) so that a
 download failing later can look the same file up there (:meth:`IndexClient.alternates`);
 only the same filename with the same sha256 is ever accepted from another mirror.
+
+Sessions, retries and credentials come from :mod:`offpkg.net.session`, parsing from
+:mod:`offpkg.net.pages`, the page cache from :mod:`offpkg.net.pagecache`; their names
+are re-exported here for callers that import them from this module.
 """
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import html.parser
-import json
-import os
-import random
-import re
 import threading
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import requests
-from packaging.utils import (InvalidSdistFilename, InvalidWheelFilename, canonicalize_name, parse_sdist_filename,
-                             parse_wheel_filename)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 from ..errors import InputError, NetworkError
-import logging
+from ..redact import redact_url
+from .pagecache import PageCache
+from .pages import DistFile, Page, normalise_base, parse_html, parse_page, project_url
+from .session import (ACCEPT, RETRY_STATUS, IndexUnavailable, get, make_session, redact_library_logs,
+                      register_url_secrets, url_auth)
 
-from ..redact import redact_text, redact_url, register_secret, secrets_in_url
-
-_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01"
-
-
-@dataclass(frozen=True)
-class DistFile:
-    filename: str
-    url: str  # http(s)://, file:// or a local path for find-links
-    sha256: str | None
-    requires_python: str | None = None
-    yanked: bool = False
-    size: int | None = None
-    index: str = ""  # the base URL (or folder) it was found in
-    # Other mirrors of the index it was found in, in order: where to look for the
-    # same file (same name, same sha256) when its download fails.
-    mirrors: tuple[str, ...] = ()
-
-    @property
-    def is_wheel(self) -> bool:
-        return self.filename.endswith(".whl")
-
-    @property
-    def is_sdist(self) -> bool:
-        return self.filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz"))
-
-    def name_version(self) -> tuple[str, Version] | None:
-        try:
-            if self.is_wheel:
-                n, v, _, _ = parse_wheel_filename(self.filename)
-                return n, v
-            if self.filename.endswith((".tar.gz", ".zip")):
-                n, v = parse_sdist_filename(self.filename)
-                return n, v
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            return None
-        return None
-
-    @property
-    def local_path(self) -> Path | None:
-        if self.url.startswith("file://"):
-            return Path(unquote(urlsplit(self.url).path))
-        if "://" not in self.url:
-            return Path(self.url)
-        return None
-
-
-class _LinkParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.links.append(dict(attrs))
-
-
-class _Page(list):
-    """Files parsed from an index page; ``has_secrets``: a link carried credentials or a signature."""
-
-    has_secrets: bool = False
-
-
-def _parse_html(text: str, page_url: str, base: str) -> list[DistFile]:
-    parser = _LinkParser()
-    parser.feed(text)
-    out = _Page()
-    for a in parser.links:
-        href = a.get("href")
-        if not href:
-            continue
-        url = urljoin(page_url, href)
-        if register_url_secrets(url):
-            out.has_secrets = True
-        path, _, frag = url.partition("#")
-        # The name is the last path segment: a presigned link's ?X-Amz-Signature=... is not part of it.
-        filename = unquote(urlsplit(path).path.rsplit("/", 1)[-1])
-        sha = None
-        m = re.match(r"sha256=([0-9a-fA-F]{64})", frag)
-        if m:
-            sha = m.group(1).lower()
-        yanked = "data-yanked" in a
-        out.append(DistFile(filename, path, sha, a.get("data-requires-python"), yanked, None, base))
-    return out
-
-
-def _parse_json(data: dict, page_url: str, base: str) -> list[DistFile]:
-    out = _Page()
-    for f in data.get("files", []):
-        url = f["url"]
-        # Most indexes (PyPI) link absolute URLs: no join needed (tens of thousands per run).
-        if not url.startswith(("https://", "http://")) or "/." in url:
-            url = urljoin(page_url, url)
-        if register_url_secrets(url):
-            out.has_secrets = True
-        sha = (f.get("hashes") or {}).get("sha256")
-        out.append(DistFile(f["filename"], url.partition("#")[0], sha.lower() if sha else None,
-                            f.get("requires-python"), bool(f.get("yanked")), f.get("size"), base))
-    return out
-
-
-class IndexUnavailable(NetworkError):
-    """An index could not be reached or failed (connection error, timeout, 5xx): a mirror may help."""
-
-
-# Server errors worth a retry (and then another mirror); 4xx other than 429 are answers.
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 525, 526, 527})
-
-
-def normalise_base(url: str) -> str:
-    """An index base URL ending in ``/`` (before any query string, which is kept)."""
-    if "://" not in url or url.startswith("file://"):
-        return url.rstrip("/") + "/"
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/", parts.query, ""))
-
-
-def project_url(base: str, name: str) -> str:
-    """``base`` + ``<canonical name>/``, keeping the base's query (``?token=`` indexes need it on every page)."""
-    if base.startswith("file://") or "://" not in base:
-        return urljoin(base, canonicalize_name(name) + "/")
-    parts = urlsplit(base)
-    path = urljoin(parts.path, canonicalize_name(name) + "/")
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-
-
-class PageCache:
-    """Index project pages on disk, reused per HTTP caching rules (a warm ``offpkg bundle``
-    then asks the index nothing, or only "has it changed?").
-
-    One file per page: ``<dir>/<sha256 of Accept + URL>.page``, a line of JSON metadata
-    (content type, encoding, ETag, Last-Modified, when fetched, how long fresh) and then the
-    body as received. Written to a temporary sibling and ``os.replace``d. A page is reused
-    without a request while ``Cache-Control: max-age`` (minus ``Age``) says it is fresh
-    (PyPI: 600 s), and otherwise revalidated with ``If-None-Match`` / ``If-Modified-Since``
-    (304: reused). Never stored: error answers; ``no-store`` or ``private`` answers; pages
-    whose URL (requested or final) has a query string or userinfo, that were fetched with
-    an ``Authorization`` header, or that link any file with credentials or a signature: the
-    cache must never hold a secret.
-    """
-
-    SUFFIX = ".page"
-
-    def __init__(self, directory: Path) -> None:
-        self.dir = Path(directory)
-
-    def path(self, url: str) -> Path:
-        return self.dir / (hashlib.sha256(f"{_ACCEPT}\n{url}".encode()).hexdigest() + self.SUFFIX)
-
-    @staticmethod
-    def cacheable_url(url: str) -> bool:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and not parts.query and "@" not in parts.netloc
-
-    def load(self, url: str) -> tuple[dict, bytes] | None:
-        if not self.cacheable_url(url):
-            return None
-        try:
-            raw = self.path(url).read_bytes()
-            head, _, body = raw.partition(b"\n")
-            meta = json.loads(head)
-        except (OSError, ValueError):
-            return None
-        if not isinstance(meta, dict) or meta.get("url_sha256") != _url_digest(url) or len(body) != meta.get("size"):
-            return None  # another URL's page (a hash collision is not going to happen), or a torn file
-        return meta, body
-
-    @staticmethod
-    def fresh(meta: dict) -> bool:
-        return time.time() < float(meta.get("fresh_until") or 0)
-
-    @staticmethod
-    def validators(meta: dict) -> dict[str, str]:
-        if meta.get("etag"):
-            return {"If-None-Match": meta["etag"]}
-        if meta.get("last_modified"):
-            return {"If-Modified-Since": meta["last_modified"]}
-        return {}
-
-    def store(self, url: str, r: requests.Response, body: bytes, meta: dict | None = None) -> None:
-        """Store (or, after a 304, refresh) ``url``'s page from response ``r``; never raises."""
-        try:
-            cc = _cache_control(r.headers.get("Cache-Control", ""))
-            if "no-store" in cc or "private" in cc or r.request.headers.get("Authorization"):
-                return
-            if not (self.cacheable_url(url) and self.cacheable_url(r.url or url)):
-                return
-            now = time.time()
-            fresh_for = 0.0
-            if "no-cache" not in cc and cc.get("max-age", "").isdigit():
-                age = r.headers.get("Age", "0")
-                fresh_for = max(0.0, int(cc["max-age"]) - (int(age) if age.isdigit() else 0))
-            if meta is None:  # a 200: its own validators
-                meta = {"content_type": r.headers.get("Content-Type", ""), "encoding": r.encoding,
-                        "final_url": r.url or url, "etag": r.headers.get("ETag")}
-                meta["last_modified"] = _trusted_last_modified(r.headers, now)
-            elif r.headers.get("ETag"):
-                meta = meta | {"etag": r.headers["ETag"]}
-            if not (fresh_for or meta.get("etag") or meta.get("last_modified")):
-                return  # nothing would let us reuse it
-            meta = meta | {"url_sha256": _url_digest(url), "fetched_at": now, "fresh_until": now + fresh_for,
-                           "size": len(body)}
-            dest = self.path(url)
-            self.dir.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(json.dumps(meta).encode() + b"\n")
-                    fh.write(body)
-                os.replace(tmp, dest)
-            finally:
-                tmp.unlink(missing_ok=True)
-        except (OSError, ValueError, TypeError):
-            return  # a cache that cannot be written only costs time
-
-
-def _url_digest(url: str) -> str:
-    return hashlib.sha256(url.encode()).hexdigest()
-
-
-def _cache_control(value: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for part in value.lower().split(","):
-        k, _, v = part.strip().partition("=")
-        if k:
-            out[k] = v.strip().strip('"')
-    return out
-
-
-def _trusted_last_modified(headers: requests.structures.CaseInsensitiveDict, now: float) -> str | None:
-    """Last-Modified, if usable for ``If-Modified-Since``: it has one-second granularity and
-    plain file servers answer 304 when the file is not newer, so a page changed within the
-    same second as the one we saw would look unchanged. Trusted only when the server's clock
-    (``Date``) was at least 2 s past it when we fetched: any later change is then visibly newer."""
-    lm = headers.get("Last-Modified")
-    if not lm:
-        return None
-    try:
-        lm_ts = email.utils.parsedate_to_datetime(lm).timestamp()
-        date = headers.get("Date")
-        server_now = email.utils.parsedate_to_datetime(date).timestamp() if date else now
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return lm if server_now - lm_ts >= 2 else None
+__all__ = ["ACCEPT", "RETRY_STATUS", "DistFile", "IndexClient", "IndexUnavailable", "Page", "PageCache",
+           "make_session", "normalise_base", "project_url", "redact_library_logs", "register_url_secrets",
+           "url_auth"]
 
 
 class IndexClient:
@@ -347,7 +104,7 @@ class IndexClient:
             path = Path(unquote(urlsplit(url).path))
             for candidate in (path / "index.html", path):
                 if candidate.is_file():
-                    return _parse_html(candidate.read_text(encoding="utf-8"), candidate.as_uri(), base)
+                    return parse_html(candidate.read_text(encoding="utf-8"), candidate.as_uri(), base)
             return []
         pc = self.page_cache
         hit = pc.load(url) if pc is not None else None
@@ -356,25 +113,11 @@ class IndexClient:
             if files is not None:
                 return files
             hit = None  # unreadable: fetch it again, unconditionally
-        headers = {"Accept": _ACCEPT}
+        headers = {"Accept": ACCEPT}
         if hit is not None:
             headers.update(pc.validators(hit[0]))
-        attempt = 0
-        while True:
-            try:
-                r = self.session.get(url, headers=headers, timeout=self.timeout, auth=url_auth(url))
-            except requests.RequestException as exc:
-                problem = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
-            else:
-                if r.status_code not in RETRY_STATUS:
-                    break
-                problem = f"HTTP {r.status_code}"
-                r.close()
-            attempt += 1
-            if attempt > self.retries:
-                raise IndexUnavailable(f"cannot reach the index {redact_url(base)} for {name}: {problem}",
-                                       hint="check the network or choose another mirror (`offpkg mirror test`)")
-            time.sleep(min(8.0, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random()))
+        r = get(url, session=self.session, headers=headers, timeout=self.timeout, retries=self.retries,
+                backoff=self.backoff, what=f"the index {redact_url(base)} for {name}")
         if r.status_code == 304 and hit is not None:  # unchanged: reuse the stored page, fresh again
             files = self._parse_cached(hit, base)
             if files is None:  # unreadable after all: drop it and ask again
@@ -387,14 +130,10 @@ class IndexClient:
         if r.status_code >= 400:
             raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}",
                                hint="check the index URL and its credentials" if r.status_code in (401, 403) else None)
-        ctype = r.headers.get("Content-Type", "")
-        if "json" in ctype:
-            try:
-                files = _parse_json(r.json(), r.url, base)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise NetworkError(f"the index {redact_url(base)} sent malformed JSON for {name}") from None
-        else:
-            files = _parse_html(r.text, r.url, base)
+        try:
+            files = parse_page(r.content, r.headers.get("Content-Type", ""), r.url, base, encoding=r.encoding)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise NetworkError(f"the index {redact_url(base)} sent a malformed page for {name}") from None
         if pc is not None and r.status_code == 200 and not getattr(files, "has_secrets", True):
             pc.store(url, r, r.content)
         return files
@@ -405,9 +144,7 @@ class IndexClient:
         meta, body = hit
         page_url = meta.get("final_url") or base
         try:
-            if "json" in (meta.get("content_type") or ""):
-                return _parse_json(json.loads(body), page_url, base)
-            return _parse_html(body.decode(meta.get("encoding") or "utf-8", errors="replace"), page_url, base)
+            return parse_page(body, meta.get("content_type") or "", page_url, base, encoding=meta.get("encoding"))
         except (ValueError, KeyError, TypeError, AttributeError, LookupError):
             return None
 
@@ -471,74 +208,3 @@ class IndexClient:
                     urls.append(g.url)
                     break
         return urls
-
-
-def register_url_secrets(url: str) -> bool:
-    """Remember the secrets of ``url`` (userinfo, tokens, signatures) so no text or log shows them.
-
-    True when it had any. A URL with neither ``@`` nor ``?`` has no userinfo and no query: nothing to find.
-    """
-    if "@" not in url and "?" not in url:
-        return False
-    found = secrets_in_url(url)
-    for secret in found:
-        register_secret(secret)
-    return bool(found)
-
-
-def url_auth(url: str) -> tuple[str, str] | None:
-    """HTTP basic auth from the URL's userinfo, ``token@`` and ``token:@`` included.
-
-    requests drops a userinfo without a password (``token@host``) silently; pip
-    and uv send it as the user name with an empty password, and so does offpkg.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.username is None:
-        return None
-    return unquote(parts.username), unquote(parts.password or "")
-
-
-class _RedactLogs(logging.Filter):
-    """urllib3's debug log prints request lines (``GET /simple/x/?token=...``): redact them."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken log call is not ours to fix
-            return True
-        clean = redact_text(msg)
-        if clean != msg:
-            record.msg, record.args = clean, None
-        return True
-
-
-_LOG_FILTER = _RedactLogs()
-
-
-def redact_library_logs() -> None:
-    """Put the redacting filter on the loggers of the HTTP stack (filters do not propagate)."""
-    for name in ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.response",
-                 "urllib3.util.retry", "urllib3.poolmanager", "requests"):
-        logger = logging.getLogger(name)
-        if _LOG_FILTER not in logger.filters:
-            logger.addFilter(_LOG_FILTER)
-
-
-def make_session(pool: int = 16) -> requests.Session:
-    s = requests.Session()
-    adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool, max_retries=0)
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    s.headers["User-Agent"] = f"offpkg/{__import__('offpkg').__version__}"
-    # The machine's CA bundle (corporate proxies), not the index config.
-    cert = os.environ.get("PIP_CERT") or os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE")
-    if cert and os.path.exists(cert):
-        s.verify = cert
-    s.trust_env = True
-    redact_library_logs()
-    return s
-
-

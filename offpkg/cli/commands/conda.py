@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from .. import ui
-from ...conda.env import FORMATS, pack_env
+from ...conda.pack import FORMATS, pack_env
 from ...errors import UsageError
 from ..options import force_option, json_option
 from ._common import UIEvents

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ... import config as config_mod
-from ...mirrors import confedit
-from ...mirrors import conflookup
-from ...mirrors import catalog as mirrors
+from ... import mirrors
+from ...mirrors import confedit, conflookup
 from .. import ui
 from ...errors import InputError, NetworkError, UsageError
 from ..options import json_option
@@ -151,34 +149,6 @@ def test_cmd(names: tuple[str, ...], extra: tuple[str, ...], timeout: float, pro
         ui.warn("no mirror answered; check the network, a proxy (HTTPS_PROXY) or --timeout")
 
 
-def _targets(pip_conf: Path | None, condarc: Path | None, scope: str, only: str | None) -> tuple[bool, bool, Path, Path]:
-    if pip_conf is not None or condarc is not None:
-        write_pip, write_conda = pip_conf is not None, condarc is not None
-        if only == "pip":
-            write_conda = False
-        elif only == "conda":
-            write_pip = False
-    else:
-        write_pip, write_conda = only in (None, "pip"), only in (None, "conda")
-    return (write_pip, write_conda, pip_conf or conflookup.pip_scope_path(scope),
-            condarc or conflookup.condarc_scope_path(scope))
-
-
-def _pip_reads(path: Path) -> str | None:
-    """A warning when pip would not use ``path``'s index-url as things stand."""
-    files = [p for _, p in conflookup.pip_config_files()]
-    real = os.path.realpath(path)
-    if not any(os.path.realpath(p) == real for p in files):
-        return f"pip does not read {path} on its own; use it with PIP_CONFIG_FILE={path}"
-    settings, _, _ = conflookup.pip_effective()
-    s = settings.get("index-url")
-    if s and not s.source.startswith("env ") and os.path.realpath(s.source) != real:
-        return f"pip will still use the index-url from {s.source}, which takes precedence over {path}"
-    if s and s.source.startswith("env "):
-        return f"{s.source[4:]} is set and overrides every pip.conf, including {path}"
-    return None
-
-
 @cli.command("use")
 @click.argument("name", required=False)
 @click.option("--fastest", is_flag=True, help="Test the PyPI mirrors first and use the best one.")
@@ -214,7 +184,7 @@ def use_cmd(name: str | None, fastest: bool, extra: tuple[str, ...], pip_conf: P
     cfg = _load_config()
     adhoc = [mirrors.parse_mirror_option(v) for v in extra]
     known = mirrors.known_mirrors(cfg, adhoc)
-    write_pip, write_conda, pip_path, conda_path = _targets(pip_conf, condarc, scope, only)
+    write_pip, write_conda, pip_path, conda_path = mirrors.target_files(pip_conf, condarc, scope, only)
     tested: list[mirrors.ProbeResult] = []
     if fastest:
         chosen = [m for m in adhoc if m.kind == "pypi"] or [m for m in known if m.kind == "pypi"]
@@ -239,7 +209,7 @@ def use_cmd(name: str | None, fastest: bool, extra: tuple[str, ...], pip_conf: P
                 warnings.append(f"{change.path} holds a credential and other users can read it: "
                                 f"chmod 600 {change.path}")
         if change.kind == "pip" and not dry_run:
-            w = _pip_reads(change.path)
+            w = mirrors.pip_precedence_warning(change.path)
             if w:
                 warnings.append(w)
         files.append({"path": str(change.path), "kind": change.kind, "changed": change.changed,
@@ -337,7 +307,7 @@ def reset_cmd(pip_conf: Path | None, condarc: Path | None, scope: str, only: str
     offpkg first touched it (or its absence).
     """
     ui.state.json = as_json
-    write_pip, write_conda, pip_path, conda_path = _targets(pip_conf, condarc, scope, only)
+    write_pip, write_conda, pip_path, conda_path = mirrors.target_files(pip_conf, condarc, scope, only)
     paths = ([pip_path] if write_pip else []) + ([conda_path] if write_conda else [])
     todo = [p for p in paths if confedit.backups(p)]
     if not todo:
