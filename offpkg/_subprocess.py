@@ -7,12 +7,14 @@ can isolate pip and uv from the user's configuration.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import EnvironmentProblem, SubprocessError
 from .redact import redact_text
@@ -80,6 +82,28 @@ def run(
             details=redact_text(condense_tracebacks(output)[-_REPLAY_CHARS:]),
         )
     return done
+
+
+def parse_json_output(done: Completed, what: str, hint: str, kind: type = dict) -> Any:
+    """The JSON document a child printed on stdout (its last line when it printed several).
+
+    A child is another program (a user's interpreter with a noisy sitecustomize, a
+    broken environment): output that is not the JSON expected is an :class:`InputError`
+    naming the step, with the output replayed, never a crash.
+    """
+    from .errors import InputError
+
+    text = done.stdout.strip()
+    candidates = [text] + ([text.splitlines()[-1]] if "\n" in text else [])
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(value, kind):
+            return value
+    raise InputError(f"{what}: the output was not the JSON document expected", hint=hint,
+                     details=redact_text(condense_tracebacks((done.stdout + done.stderr).strip())[-_REPLAY_CHARS:]))
 
 
 def condense_tracebacks(text: str) -> str:

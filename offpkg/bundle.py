@@ -34,14 +34,14 @@ import tomli_w
 from packaging.markers import Marker
 from packaging.pylock import Package as LockPackage
 from packaging.pylock import PackageWheel, Pylock
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from . import __version__
 from .backends import Backend, Sources
 from .net.cache import Cache
-from .errors import InputError, NoWheelError
+from .errors import AuthError, InputError, NetworkError, NoWheelError
 from .events import Events
 from .net.fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
 from .fsutil import check_output, commit, link_or_copy, staging
@@ -153,7 +153,11 @@ def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile 
     """The newest wheel of a tool (pip, uv) that fits the target, from the indexes."""
     try:
         files = client.files(name)
-    except Exception:
+    except AuthError:
+        raise  # a 401 is an auth error to report, not "no pip wheel found"
+    except NetworkError as exc:
+        # tools/ is optional: say why it is missing, with the real cause, and go on.
+        client.notes.append(f"cannot look up {name} for the bundle's tools/: {exc.message}")
         return None
     ranks = target.tag_rank()
     best: tuple[Version, DistFile] | None = None
@@ -168,8 +172,8 @@ def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile 
             try:
                 if pyver not in SpecifierSet(f.requires_python):
                     continue
-            except Exception:
-                continue
+            except InvalidSpecifier:
+                continue  # a file whose metadata is broken is not a candidate
         if best is None or nv[1] > best[0]:
             best = (nv[1], f)
     return best[1] if best else None
@@ -189,7 +193,7 @@ def _ensurepip_wheel(target: Target) -> DistFile | None:
             if spec and Version(target.python_version + ".0") not in SpecifierSet(spec):
                 return None
             return DistFile(f.name, str(f), None, spec, False, f.stat().st_size, "ensurepip")
-    except Exception:
+    except Exception:  # noqa: BLE001 - no usable ensurepip wheel here: tools/ goes without pip
         return None
     return None
 

@@ -8,14 +8,13 @@ reported and written as a comment, never silently kept.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from ._subprocess import isolated_env, run
+from ._subprocess import isolated_env, parse_json_output, run
 from .errors import InputError, OffpkgError
 
 _SCRIPT = r"""
@@ -57,21 +56,26 @@ def freeze(python: str | None = None, include_all: bool = False) -> Frozen:
     except OffpkgError as exc:
         raise InputError(f"cannot read the packages of {exe}: {exc.message}", details=exc.details,
                          hint="check that --python names a working interpreter") from None
-    dists = json.loads(out.stdout)
+    dists = parse_json_output(out, f"reading the packages of {exe}", kind=list,
+                              hint="check that --python names a working interpreter (its startup prints nothing)")
     pins: dict[str, str] = {}
     skipped: list[tuple[str, str]] = []
     for d in dists:
+        if not (isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("version"), str)):
+            continue  # a distribution with broken metadata (no Name/Version): nothing to pin
         name = canonicalize_name(d["name"])
         if name in pins or (not include_all and name in _TOOLING):
             continue
         du = d.get("direct_url") or None
-        if du:
-            url = du.get("url", "")
-            if (du.get("dir_info") or {}).get("editable"):
+        if isinstance(du, dict):
+            url = str(du.get("url") or "")
+            dir_info, vcs_info = du.get("dir_info"), du.get("vcs_info")
+            if isinstance(dir_info, dict) and dir_info.get("editable"):
                 skipped.append((name, f"editable install from {url}; left out: build a wheel of it to carry it"))
                 continue
             if "vcs_info" in du:
-                skipped.append((name, f"installed from version control ({du['vcs_info'].get('vcs', 'vcs')}); "
+                vcs = str(vcs_info.get("vcs", "vcs")) if isinstance(vcs_info, dict) else "vcs"
+                skipped.append((name, f"installed from version control ({vcs}); "
                                       "left out: build a wheel of it to carry it"))
                 continue
             if url.startswith("file:"):

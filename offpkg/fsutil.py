@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -44,10 +45,46 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 
 def remove(path: Path) -> None:
+    """Remove a file, symlink or tree; best effort, never follows symlinks, any depth."""
     if path.is_symlink() or path.is_file():
         path.unlink(missing_ok=True)
     elif path.is_dir():
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
+
+
+def remove_tree(root: Path) -> None:
+    """``shutil.rmtree(root, ignore_errors=True)`` without recursion.
+
+    shutil.rmtree recurses once per level (before Python 3.12), so a hostile tree
+    a thousand folders deep raises RecursionError and stays behind; this walks
+    with an explicit stack. Symlinks are unlinked, never followed.
+    """
+    stack = [(Path(root), False)]
+    while stack:
+        path, visited = stack.pop()
+        if visited:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+            continue
+        try:
+            entries = list(os.scandir(path))
+        except NotADirectoryError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
+        except OSError:
+            continue
+        stack.append((path, True))
+        for e in entries:
+            try:
+                is_dir = e.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                stack.append((Path(e.path), False))
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(e.path)
 
 
 def check_output(path: Path, force: bool) -> None:
@@ -72,7 +109,7 @@ def staging(final: Path, *, directory: bool) -> Iterator[Path]:
         yield target
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
 
 
 def pid_alive(pid: int) -> bool:

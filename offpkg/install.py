@@ -1,11 +1,13 @@
 """Install a verified bundle into a new venv, with no network at all.
 
 Order: verify (both ways) → pick the bundle target matching the chosen python →
-check the GPU/driver against the bundle's CUDA variant → create the venv with an
-"incomplete" marker → install offline with --require-hashes --only-binary →
-``pip check`` → receipt and pip.conf → remove the marker. If anything fails the
-venv offpkg created is removed; a venv still carrying the marker from an earlier
-failed run is cleaned first. An existing venv is never touched without --upgrade.
+check the GPU/driver against the bundle's CUDA variant → under the venv's lock
+(offpkg.ownership), record the run and create the venv with this run's marker →
+install offline with --require-hashes --only-binary → ``pip check`` → receipt and
+pip.conf → remove the marker and the record. If anything fails, the venv this run
+created is removed; a venv is removed later only when the marker inside names the
+record of a run that was killed. An existing venv is never touched without
+--upgrade, and an upgrade never marks it for deletion (see :func:`upgrade_venv`).
 """
 
 from __future__ import annotations
@@ -23,18 +25,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from ._subprocess import isolated_env, run
-from .backends import Backend, UvBackend, get_backend
+from . import __version__, ownership
+from ._subprocess import isolated_env, parse_json_output, run
+from .backends import Backend, get_backend
 from .errors import (EnvironmentProblem, InputError, InstallError, OffpkgError, OutputExistsError, SubprocessError,
                      TargetMismatchError, VerificationError)
 from .events import Events
+from .fsutil import remove_tree, write_text_atomic
 from .hashing import sha256_file
 from .manifest import MANIFEST_NAME, Manifest
 from .target import Target
 from .verify import VerifyReport, verify_bundle
 
-INCOMPLETE = ".offpkg-incomplete"
+INCOMPLETE = ownership.MARKER  # the marker of a venv or prefix this run is creating
 RECEIPT = "offpkg-receipt.json"
 
 
@@ -67,7 +70,9 @@ def probe_python(python: Path) -> Target:
     except OffpkgError as exc:
         raise InputError(f"cannot run {python}: {exc.message}", hint="give a working interpreter with --python",
                          details=exc.details) from None
-    return Target.from_probe(json.loads(out.stdout), source=str(python))
+    data = parse_json_output(out, f"probing {python}", hint="give a working interpreter with --python "
+                                                            "(one whose startup prints nothing on stdout)")
+    return Target.from_probe(data, source=str(python))
 
 
 def choose_target(manifest: Manifest, host: Target) -> int:
@@ -103,11 +108,14 @@ def opened_bundle(bundle: Path) -> Iterator[Path]:
         return
     from .archive import payload_offset, safe_extract
 
-    with tempfile.TemporaryDirectory(prefix="offpkg-bundle-") as tmp:
-        dest = Path(tmp) / "bundle"
+    tmp = Path(tempfile.mkdtemp(prefix="offpkg-bundle-"))
+    try:
+        dest = tmp / "bundle"
         offset = payload_offset(bundle) if bundle.name.endswith(".sh") else 0
         safe_extract(bundle, dest, offset=offset)
         yield dest
+    finally:
+        remove_tree(tmp)  # any depth: a hostile archive must not leave its tree in TMPDIR
 
 
 def _pip_wheel(bundle: Path, manifest: Manifest) -> Path | None:
@@ -115,62 +123,6 @@ def _pip_wheel(bundle: Path, manifest: Manifest) -> Path | None:
         if p.name == "pip":
             return bundle / p.path
     return None
-
-
-def create_venv(python: Path, venv: Path, bundle: Path, manifest: Manifest, system_site_packages: bool = False) -> None:
-    """``python -m venv`` (pip from the interpreter's own ensurepip).
-
-    Hosts without ensurepip need uv (create_venv_with_uv): pip from the bundle is
-    installed as a package there, never run, since no code from the bundle runs.
-    """
-    extra = ["--system-site-packages"] if system_site_packages else []
-    try:
-        run([str(python), "-m", "venv", *extra, str(venv)], env=isolated_env(), what="creating the venv")
-        return
-    except SubprocessError as exc:
-        # `python -m venv` hides ensurepip's own error: find the cause ourselves.
-        if _disk_full(exc) or _low_space(venv.parent):
-            shutil.rmtree(venv, ignore_errors=True)
-            raise EnvironmentProblem(f"no space left on device while creating {venv}",
-                                     hint="free some space, then run the command again") from None
-        if _has_ensurepip(python):
-            raise
-    shutil.rmtree(venv, ignore_errors=True)
-    raise InstallError(f"{python} has no ensurepip, so the pip backend cannot create a venv with it",
-                       hint="install python3-venv on this host; or install with offpkg's own uv (--backend uv) "
-                            "a bundle that carries tools/ (its pip wheel is installed, not run)")
-
-
-def create_venv_with_uv(python: Path, venv: Path, pip_whl: Path, uv: UvBackend, workdir: Path,
-                        system_site_packages: bool = False) -> None:
-    """``python -m venv --without-pip``, then pip from the bundle's tools/ wheel, installed by offpkg's uv.
-
-    ensurepip spends seconds (4.5 s for the gpu-ml benchmark) installing the pip it
-    bundles; uv installs the bundle's pip wheel in a fraction of that, and needs no ensurepip.
-    The wheel is only unpacked into the venv (like every wheel of the bundle), never run.
-    """
-    extra = ["--system-site-packages"] if system_site_packages else []
-    try:
-        run([str(python), "-m", "venv", "--without-pip", *extra, str(venv)], env=isolated_env(),
-            what="creating the venv")
-    except SubprocessError as exc:
-        if _disk_full(exc) or _low_space(venv.parent):
-            shutil.rmtree(venv, ignore_errors=True)
-            raise EnvironmentProblem(f"no space left on device while creating {venv}",
-                                     hint="free some space, then run the command again") from None
-        raise
-    # The wheel's path, not tools/ as a find-links folder: tools/ holds the uv wheel too.
-    run([uv.uv, "pip", "install", "--offline", "--no-index", "--no-deps", "--python", str(venv_python(venv)),
-         str(pip_whl)], env=uv._env(workdir), what="installing pip from the bundle with uv")
-
-
-def _has_ensurepip(python: Path) -> bool:
-    """Debian/Ubuntu pythons without python3-venv cannot import ensurepip."""
-    try:
-        run([str(python), "-c", "import ensurepip"], env=isolated_env(), what="checking ensurepip", timeout=60)
-        return True
-    except SubprocessError:
-        return False
 
 
 def _low_space(path: Path, floor: int = 32 << 20) -> bool:
@@ -253,7 +205,7 @@ def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, tar
         "cuda": manifest.cuda,
         **extra,
     }
-    (where / RECEIPT).write_text(json.dumps(receipt, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text_atomic(where / RECEIPT, json.dumps(receipt, indent=2, sort_keys=True) + "\n")
     return receipt
 
 
@@ -271,57 +223,158 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         host = probe_python(python)
         ti = choose_target(manifest, host)
         warnings = check_cuda(manifest, host.gpu, force)
-        created = False
-        if venv.exists():
-            if (venv / INCOMPLETE).exists():
-                events.warn(f"{venv} is left over from an interrupted install; removing it first")
-                shutil.rmtree(venv)
-            elif not upgrade and any(venv.iterdir()):
-                raise OutputExistsError(f"{venv} already exists", hint="pass --upgrade to install into it, or choose a new path")
-            elif upgrade and not (venv / "pyvenv.cfg").exists():
-                raise InputError(f"{venv} is not a virtual environment (no pyvenv.cfg)")
-        try:
-            with tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
-                installer = pick_installer(backend, bdir, manifest, Path(wd))
-                uv = installer if isinstance(installer, UvBackend) else None
-                if not (venv / "pyvenv.cfg").exists():
-                    events.stage("venv", f"creating {venv}")
-                    created = True
-                    pip_whl = _pip_wheel(bdir, manifest)
-                    if uv is not None and pip_whl is not None and pip_whl.is_file():
-                        create_venv_with_uv(python, venv, pip_whl, uv, Path(wd), system_site_packages)
-                    else:
-                        create_venv(python, venv, bdir, manifest, system_site_packages)
-                    events.done("venv")
-                (venv / INCOMPLETE).write_text(f"offpkg {__version__} install from {bundle} in progress\n")
-                reqs = bdir / requirements_for(manifest, ti)
-                events.stage("install", f"installing {len(manifest.requirement_packages)} packages with {installer.name}")
-                installer.install(venv_python(venv), bdir / "wheels", reqs, Path(wd))
-                events.done("install")
-                # The same check as `pip check`; uv's takes 0.06 s where pip's takes 0.7 s.
-                check = ([uv.uv, "pip", "check", "--python", str(venv_python(venv))] if uv is not None
-                         else [str(venv_python(venv)), "-I", "-m", "pip", "check"])
-                run(check, env=uv._env(Path(wd)) if uv is not None else isolated_env(home=wd),
-                    what="pip check", hint="the bundle's requirements are inconsistent; rebuild it")
-                (venv / "pip.conf").write_text(venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),
-                                                             bdir / "wheels" if bundle.is_dir() else None),
-                                               encoding="utf-8")
-                write_receipt(venv, bundle, bdir, manifest, ti, installer.name,
-                              sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets),
-                              signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None)
-                (venv / INCOMPLETE).unlink()
-        except BaseException as exc:
-            if created:
-                shutil.rmtree(venv, ignore_errors=True)
-            if isinstance(exc, SubprocessError) and _disk_full(exc):
-                raise EnvironmentProblem(f"no space left on device while installing into {venv}"
-                                         + ("; the venv was removed" if created else ""),
-                                         hint="free some space, then run the command again") from None
-            if isinstance(exc, SubprocessError):
-                raise InstallError(f"installing into {venv} failed: {exc.message}"
-                                   + ("; the venv was removed" if created else ""), hint=exc.hint,
-                                   details=exc.details) from None
-            raise
+        with ownership.locked(venv), tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
+            _clear_interrupted(venv, upgrade, events)
+            installer = pick_installer(backend, bdir, manifest, Path(wd))
+            job = _Job(bundle, bdir, manifest, ti, installer, Path(wd), events,
+                       signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None)
+            if (venv / "pyvenv.cfg").exists() and upgrade:
+                upgrade_venv(venv, job)
+            else:
+                _refuse_existing(venv, upgrade)
+                create_and_install(venv, python, job, system_site_packages)
         return InstallResult(venv, venv_python(venv), ti,
                              sum(1 for p in manifest.requirement_packages if ti in p.targets), installer.name,
                              report, warnings)
+
+
+@dataclass
+class _Job:
+    """One install's inputs: the opened bundle, the chosen target and backend, a private work folder."""
+
+    bundle: Path
+    bdir: Path
+    manifest: Manifest
+    target_index: int
+    installer: Backend
+    workdir: Path
+    events: Events
+    signed_by: Any = None  # the trust anchor that signed the bundle, for the receipt
+
+    def run(self, venv: Path) -> None:
+        """Install the target's wheels, check them, and leave pip.conf and the receipt in the venv."""
+        m, ti = self.manifest, self.target_index
+        self.events.stage("install", f"installing {len(m.requirement_packages)} packages with {self.installer.name}")
+        self.installer.install(venv_python(venv), self.bdir / "wheels", self.bdir / requirements_for(m, ti),
+                               self.workdir)
+        self.events.done("install")
+        self.installer.check(venv_python(venv), self.workdir)
+        write_text_atomic(venv / "pip.conf", venv_pip_conf((self.bdir / "pip.conf").read_text(encoding="utf-8"),
+                                                           self.bdir / "wheels" if self.bundle.is_dir() else None))
+        write_receipt(venv, self.bundle, self.bdir, m, ti, self.installer.name,
+                      sorted(f"{p.name}=={p.version}" for p in m.requirement_packages if ti in p.targets),
+                      signed_by=self.signed_by)
+
+
+def _clear_interrupted(venv: Path, upgrade: bool, events: Events) -> None:
+    """Deal with the record of a run that was killed (we hold the lock, so its run is over)."""
+    stale = ownership.read_record(venv)
+    if stale is None:
+        if ownership.record_path(venv).exists():
+            events.warn(f"{ownership.record_path(venv)} is not a run record offpkg can read; left as it is")
+        return
+    if stale.action == "create":
+        if venv.is_dir() and not venv.is_symlink() and ownership.made_by(venv, stale):
+            events.warn(f"removing {venv}: an earlier offpkg run ({stale.describe()}) was creating it and "
+                        "was interrupted")
+            remove_tree(venv)
+        elif venv.is_dir() and not venv.is_symlink() and not any(venv.iterdir()):
+            os.rmdir(venv)  # that run had made only the empty folder
+        ownership.clear(venv, stale)
+        return
+    # An interrupted upgrade: the venv holds the user's packages, some replaced. Never delete it.
+    repair = f"offpkg install {stale.bundle} --venv {venv} --upgrade"
+    if not upgrade:
+        raise OutputExistsError(
+            f"an earlier `offpkg install --upgrade` of {venv} ({stale.describe()}) was interrupted; "
+            "the venv may hold a mix of old and new packages",
+            hint=f"finish it with `{repair}` (the packages before that upgrade are listed in "
+                 f"{ownership.record_path(venv)})")
+    events.warn(f"an earlier upgrade of {venv} ({stale.describe()}) was interrupted; this upgrade repairs it")
+    ownership.clear(venv, stale)
+
+
+def _refuse_existing(venv: Path, upgrade: bool) -> None:
+    """A venv path that exists is installed into only with --upgrade, and only if it is a venv."""
+    if not (venv.exists() or venv.is_symlink()):
+        return
+    if upgrade:
+        raise InputError(f"{venv} is not a virtual environment (no pyvenv.cfg)",
+                         hint="give the path of a venv to --upgrade, or a new path to create one")
+    if venv.is_dir() and not venv.is_symlink() and not any(venv.iterdir()):
+        return  # an empty folder: offpkg fills it (and empties it again on failure)
+    leftover = (venv / ownership.MARKER).exists()
+    raise OutputExistsError(
+        f"{venv} already exists", hint="pass --upgrade to install into it, or choose a new path"
+        + (f"; it holds {ownership.MARKER} but offpkg has no record of making it, so offpkg will not remove it: "
+           "remove it yourself if it is a leftover" if leftover else ""))
+
+
+def create_and_install(venv: Path, python: Path, job: _Job, system_site_packages: bool) -> None:
+    """Create ``venv`` (new, or an empty folder) and install into it; on any failure remove what this run made."""
+    rec = ownership.begin(venv, "create", job.bundle.absolute())
+    was_empty_folder = venv.is_dir()
+    try:
+        ownership.make_dir(venv, rec)
+        job.events.stage("venv", f"creating {venv}")
+        try:
+            job.installer.create_venv(python, venv, job.workdir, pip_wheel=_pip_wheel(job.bdir, job.manifest),
+                                      system_site_packages=system_site_packages)
+        except SubprocessError as exc:
+            if _disk_full(exc) or _low_space(venv.parent):
+                raise EnvironmentProblem(f"no space left on device while creating {venv}",
+                                         hint="free some space, then run the command again") from None
+            raise
+        job.events.done("venv")
+        job.run(venv)
+        ownership.end(venv, rec)
+    except BaseException as exc:
+        if ownership.made_by(venv, rec):
+            remove_tree(venv)
+            if was_empty_folder:
+                venv.mkdir()  # the empty folder was the user's: give it back empty
+        ownership.clear(venv, rec)
+        if isinstance(exc, SubprocessError):
+            raise _install_failure(exc, venv, "; the venv was removed") from None
+        raise
+
+
+def upgrade_venv(venv: Path, job: _Job) -> None:
+    """Install the bundle into the user's existing ``venv`` (``--upgrade``), in place.
+
+    The venv is never marked for deletion. The run record beside it lists the
+    packages before the upgrade; a run killed midway leaves that record, and the
+    next run says how to finish or repair (see :func:`_clear_interrupted`).
+    A failed upgrade leaves the venv (pip and uv roll back the package they were
+    installing) and says so. Issue D replaces this function with an atomic upgrade.
+    """
+    rec = ownership.begin(venv, "upgrade", job.bundle.absolute(), before=installed_distributions(venv))
+    try:
+        job.run(venv)
+    except BaseException as exc:
+        ownership.clear(venv, rec)
+        if isinstance(exc, SubprocessError):
+            raise _install_failure(exc, venv, "; the venv was left in place and may hold some of the bundle's "
+                                              "packages: fix the cause and run the same command again") from None
+        raise
+    ownership.end(venv, rec)
+
+
+def _install_failure(exc: SubprocessError, venv: Path, what_now: str) -> OffpkgError:
+    if _disk_full(exc):
+        return EnvironmentProblem(f"no space left on device while installing into {venv}{what_now}",
+                                  hint="free some space, then run the command again")
+    return InstallError(f"installing into {venv} failed: {exc.message}{what_now}", hint=exc.hint,
+                        details=exc.details)
+
+
+def installed_distributions(venv: Path) -> list[str]:
+    """``name==version`` of every distribution in the venv's site-packages (read from its .dist-info folders)."""
+    found = []
+    for info in sorted(venv.glob("lib*/python*/site-packages/*.dist-info")) + sorted(
+            venv.glob("Lib/site-packages/*.dist-info")):
+        stem = info.name[: -len(".dist-info")]
+        name, _, version = stem.partition("-")
+        if name and version:
+            found.append(f"{name}=={version}")
+    return found

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
 from .errors import ManifestError
 
 FORMAT = "offpkg-bundle"
@@ -72,6 +75,28 @@ def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
     return v
 
 
+def _check_target(t: dict[str, Any], where: str) -> None:
+    """A bundle target is a probe document from another host: every field checked before use."""
+    from .errors import InputError
+    from .target import _validate_probe
+
+    try:
+        _validate_probe(t, where)
+    except InputError as exc:
+        raise ManifestError(exc.message) from None
+
+
+def _check_verification(v: dict[str, Any]) -> None:
+    """The smoke-test record (offpkg.smoke): ``checks`` is a list of ``{name: str, ok: bool, ...}``."""
+    checks = v.get("checks", [])
+    if not isinstance(checks, list):
+        raise ManifestError("manifest.verification.checks: expected a list")
+    for i, c in enumerate(checks):
+        if not (isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("ok"), bool)):
+            raise ManifestError(f"manifest.verification.checks[{i}]: expected an object with name (string) "
+                                "and ok (true/false)")
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """A file of the bundle other than a wheel: requirements.txt, install.sh, ..."""
@@ -119,6 +144,10 @@ class Package:
             raise ManifestError(f"{where}: path {self.path!r} does not end in its filename")
         if not self.filename.endswith(".whl"):
             raise ManifestError(f"{where}: only wheels are carried; sdists are never installed offline")
+        try:
+            parse_wheel_filename(self.filename)
+        except (InvalidWheelFilename, InvalidVersion) as exc:
+            raise ManifestError(f"{where}: not a valid wheel file name ({exc})") from None
 
     @classmethod
     def from_json(cls, d: Any, where: str) -> Package:
@@ -230,6 +259,8 @@ class Manifest:
         targets = _get(d, "targets", list, "manifest")
         if not all(isinstance(t, dict) for t in targets):
             raise ManifestError("manifest.targets: expected a list of objects")
+        for i, t in enumerate(targets):
+            _check_target(t, f"manifest.targets[{i}]")
         reqs = _get(d, "requirements", list, "manifest")
         packages = tuple(Package.from_json(p, f"manifest.packages[{i}]")
                          for i, p in enumerate(_get(d, "packages", list, "manifest")))
@@ -239,6 +270,9 @@ class Manifest:
         files = tuple(FileEntry.from_json(f, f"manifest.files[{i}]")
                       for i, f in enumerate(_get(d, "files", list, "manifest")))
         opt_dict = (dict, type(None))
+        verification = _get(d, "verification", opt_dict, "manifest", None)
+        if verification is not None:
+            _check_verification(verification)
         return cls(
             offpkg_version=_get(d, "offpkg_version", str, "manifest"),
             created=_get(d, "created", str, "manifest"),
@@ -249,7 +283,7 @@ class Manifest:
             indexes=tuple(str(i) for i in _get(d, "indexes", list, "manifest", [])),
             cuda=_get(d, "cuda", opt_dict, "manifest", None),
             conda=_get(d, "conda", opt_dict, "manifest", None),
-            verification=_get(d, "verification", opt_dict, "manifest", None),
+            verification=verification,
             extra=_get(d, "extra", dict, "manifest", {}),
             format_version=version,
         )

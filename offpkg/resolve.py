@@ -24,7 +24,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import lockcache
 from .backends import Backend, PackageResolutionError, Pin, Sources
-from .errors import InputError, NetworkError, NoWheelError, OffpkgError, ResolutionError, SubprocessError
+from .errors import (AuthError, InputError, NetworkError, NoWheelError, OffpkgError, ResolutionError,
+                     SubprocessError)
 from .lockcache import LockCache
 from .net.index import DistFile, IndexClient, IndexUnavailable, normalise_base
 from .pythons import check_target_python
@@ -249,8 +250,10 @@ def _resolve_with_fallback(reqfile: Path, requirements: list[str], constraints: 
             # Not a resolution problem: say that the index is down (exit code 5).
             raise IndexUnavailable(down.message + (" (nor any fallback mirror)" if n else ""),
                                    hint=down.hint) from None
+        except AuthError:
+            raise  # the index refuses our credentials: that, not "no version satisfies", is the error
         except NetworkError:
-            pass  # it answers (401, 403...): the resolver will say what is wrong
+            pass  # it answers (a 5xx, a bad page): the resolver will say what is wrong
         return True
 
     last = len(attempts) - 1
@@ -275,8 +278,10 @@ def _classify(exc: PackageResolutionError, target: Target, client: IndexClient) 
     """Turn a resolver failure on one package into unknown package / no wheel / conflict."""
     try:
         files = client.files(exc.package)
-    except Exception:
-        return exc
+    except AuthError:
+        raise
+    except OffpkgError:
+        return exc  # the page cannot be read now: the resolver's own message stands
     where = ", ".join(client.index_urls + client.find_links) or "the index"
     if not files:
         from .redact import redact_text

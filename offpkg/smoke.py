@@ -95,9 +95,15 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
             # The caller verified this bundle (and its signature, where a trust anchor is set) or
             # has just built it, unsigned until the smoke test's record is in the manifest.
             out = run(argv, env=isolated_env({"OFFPKG_TRUST": ""}, home=tmp),
-                      what="installing the bundle offline into a throwaway venv")
+                      what="installing the bundle offline into a throwaway venv", timeout=SMOKE_TIMEOUT)
             info = json.loads(out.stdout)
-            checks.append({"name": "offline install + pip check", "ok": True, "backend": info.get("backend")})
+            checks.append({"name": "offline install + pip check", "ok": True,
+                           "backend": info.get("backend") if isinstance(info, dict) else None})
+        except ValueError:
+            checks.append({"name": "offline install + pip check", "ok": False,
+                           "output": "offpkg install --json printed no JSON document"})
+            result["error"] = "the offline install gave no result"
+            return _finish(result)
         except SubprocessError as exc:
             checks.append({"name": "offline install + pip check", "ok": False, "output": (exc.details or "")[-2000:]})
             result["error"] = "the bundle did not install offline"
@@ -109,13 +115,8 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
             st = get_stack(stack)
             script = st.write_smoke(Path(tmp))
             expect = (manifest.cuda or {}).get("cuda") or "none"
-            proc = subprocess.run([*iso, *st.smoke_argv(py, script, str(expect))],
-                                  capture_output=True, text=True, env=isolated_env(home=tmp), timeout=1800)
-            try:
-                report = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (json.JSONDecodeError, IndexError):
-                report = {"output": (proc.stdout + proc.stderr)[-2000:]}
-            checks.append({"name": f"{st.name} smoke test", "ok": proc.returncode == 0, "report": report})
+            rc, report = _run_check([*iso, *st.smoke_argv(py, script, str(expect))], tmp, SMOKE_TIMEOUT)
+            checks.append({"name": f"{st.name} smoke test", "ok": rc == 0, "report": report})
         else:
             wanted = {canonicalize_name(Requirement(r).name) for r in manifest.requirements}
             names: list[str] = []
@@ -126,15 +127,36 @@ def smoke_test(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None
                     "    try:\n        importlib.import_module(n); res[n]='ok'\n"
                     "    except Exception as e:\n        res[n]=type(e).__name__+': '+str(e)[:200]\n"
                     "print(json.dumps(res))\nsys.exit(0 if all(v=='ok' for v in res.values()) else 1)\n")
-            proc = subprocess.run([*iso, str(py), "-c", code, *names], capture_output=True, text=True,
-                                  env=isolated_env(home=tmp), timeout=600)
-            try:
-                imports = json.loads(proc.stdout.strip().splitlines()[-1])
-            except (json.JSONDecodeError, IndexError):
-                imports = {"output": (proc.stdout + proc.stderr)[-2000:]}
-            checks.append({"name": "imports", "ok": proc.returncode == 0, "imports": imports})
+            rc, imports = _run_check([*iso, str(py), "-c", code, *names], tmp, IMPORT_TIMEOUT)
+            checks.append({"name": "imports", "ok": rc == 0, "imports": imports})
     result["verified"] = all(c["ok"] for c in checks)
     return _finish(result)
+
+
+# Seconds a smoke script (a model forward pass on a CPU) and the import check may take.
+SMOKE_TIMEOUT = 1800.0
+IMPORT_TIMEOUT = 600.0
+
+
+def _run_check(argv: list[str], home: str, timeout: float) -> tuple[int | None, dict[str, Any]]:
+    """Run one check script; its exit code (None on a timeout) and its report (its last stdout line, JSON).
+
+    A check that hangs or prints something that is not JSON is a failed check with
+    its output kept, never a crash of offpkg.
+    """
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=isolated_env(home=home), timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or b""
+        text = out.decode("utf-8", "replace") if isinstance(out, bytes) else out
+        return None, {"error": f"did not finish within {timeout:.0f} s", "output": text[-2000:]}
+    try:
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not isinstance(report, dict):
+            raise ValueError("not an object")
+    except (ValueError, IndexError):
+        report = {"output": (proc.stdout + proc.stderr)[-2000:]}
+    return proc.returncode, report
 
 
 def prove_targets(bundle_dir: Path, manifest: Manifest, *, stack: str | None = None) -> dict[str, Any]:
@@ -215,9 +237,16 @@ def _finish(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def require_verified(result: dict[str, Any]) -> dict[str, Any]:
-    if not result["verified"]:
+    """The one meaning of ``bundle --verify``: a failed check raises, so the bundle is not written.
+
+    Targets with no matching interpreter on this host are reported unverified (a
+    warning), not failed: nothing was run for them.
+    """
+    failed = [c for c in result.get("checks", []) if not (isinstance(c, dict) and c.get("ok"))]
+    if failed or result.get("error") or (not result.get("verified") and not unverified_targets(result)):
         failed = [c["name"] for c in result["checks"] if not c["ok"]] or [result.get("error", "unknown")]
         raise VerificationError("the smoke test failed: " + ", ".join(failed),
                                 [json.dumps(c, default=str)[:1500] for c in result["checks"] if not c["ok"]],
-                                hint="the bundle was not written; fix the requirements and bundle again")
+                                hint="the bundle was not written (nothing at the output path); fix the requirements, "
+                                     "or bundle without --verify and run `offpkg verify --smoke` to investigate")
     return result

@@ -9,8 +9,10 @@ file → verify the bundle both ways against exactly those manifest bytes
 nothing from tools/ runs unchecked) → pick the bundle target this python can
 install → create the venv (pip from tools/ when the host has no ensurepip) →
 install offline with --require-hashes (uv from tools/ when it runs, else pip) →
-pip check → receipt. The venv carries an "incomplete" marker until the end and
-is removed if anything fails.
+pip check → receipt. Like `offpkg install` (offpkg/ownership.py, same files): the
+run holds a lock beside the venv, records what it is doing there, and marks a venv
+it creates with its run id; only such a venv is ever removed (on failure, or by the
+next run after a kill). An upgrade never marks the user's venv.
 """
 
 import hashlib
@@ -26,6 +28,7 @@ import zipfile
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 INCOMPLETE = ".offpkg-incomplete"
+LOCK_TIMEOUT = float(os.environ.get("OFFPKG_LOCK_TIMEOUT") or 60)
 
 
 class Fail(Exception):
@@ -207,37 +210,144 @@ def uv_binary(manifest, workdir):
     return None
 
 
+def _beside(venv, what):
+    return os.path.join(os.path.dirname(venv), ".%s.offpkg-%s" % (os.path.basename(venv), what))
+
+
+def _lock(venv):
+    """Hold the venv's lock (the file offpkg's filelock uses) or fail with exit 9 after LOCK_TIMEOUT s."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        return None
+    import time
+
+    parent = os.path.dirname(venv)
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    fd = os.open(_beside(venv, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.time() + LOCK_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.time() >= deadline:
+                os.close(fd)
+                raise Fail("%s is in use by another offpkg run; waited %d s (set OFFPKG_LOCK_TIMEOUT to wait "
+                           "longer)" % (venv, LOCK_TIMEOUT), 9)
+            time.sleep(0.2)
+
+
+def _read_record(venv):
+    try:
+        with open(_beside(venv, "run.json")) as f:
+            rec = json.load(f)
+        return rec if isinstance(rec, dict) and isinstance(rec.get("run"), str) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _begin(venv, action):
+    import datetime
+    import socket
+    import uuid
+
+    rec = {"action": action, "dest": venv, "bundle": HERE, "run": uuid.uuid4().hex, "pid": os.getpid(),
+           "host": socket.gethostname(), "before": [],
+           "started": datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")}
+    path = _beside(venv, "run.json")
+    tmp = path + ".tmp%d" % os.getpid()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(rec, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+    return rec
+
+
+def _clear(venv, rec):
+    cur = _read_record(venv)
+    if cur is not None and cur["run"] == rec["run"]:
+        os.unlink(_beside(venv, "run.json"))
+
+
+def _made_by(venv, rec):
+    try:
+        with open(os.path.join(venv, INCOMPLETE)) as f:
+            return json.load(f).get("offpkg_run") == rec["run"]
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _clear_interrupted(venv, upgrade):
+    """A run record found under the lock is from a run that was killed: undo only what it made."""
+    stale = _read_record(venv)
+    if stale is None:
+        return
+    if stale.get("action") == "create":
+        if os.path.isdir(venv) and not os.path.islink(venv) and _made_by(venv, stale):
+            sys.stderr.write("offpkg: removing %s: an earlier offpkg run (pid %s) was creating it and was "
+                             "interrupted\n" % (venv, stale.get("pid")))
+            shutil.rmtree(venv)
+        _clear(venv, stale)
+        return
+    if not upgrade:
+        raise Fail("an earlier upgrade of %s (pid %s) was interrupted; the venv may hold a mix of old and new "
+                   "packages: finish it with --upgrade" % (venv, stale.get("pid")), 9)
+    _clear(venv, stale)
+
+
 def install(python, venv, upgrade, use_uv, trust=None):
     manifest = verify(HERE, trust)
     index, target = choose_target(manifest, python)
+    lock = _lock(venv)
+    try:
+        return _install_locked(manifest, index, target, python, venv, upgrade, use_uv)
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def _install_locked(manifest, index, target, python, venv, upgrade, use_uv):
     reqs = "requirements.txt"
     if len(manifest["targets"]) > 1:
         reqs = "requirements/%s.txt" % target_id(target)
+    _clear_interrupted(venv, upgrade)
     created = False
-    if os.path.exists(venv):
-        if os.path.exists(os.path.join(venv, INCOMPLETE)):
-            sys.stderr.write("offpkg: %s is left from an interrupted install; removing it\n" % venv)
-            shutil.rmtree(venv)
-        elif os.listdir(venv) and not upgrade:
-            raise Fail("%s already exists; pass --upgrade to install into it, or choose a new path" % venv, 9)
+    was_empty = os.path.isdir(venv) and not os.listdir(venv)
+    if os.path.exists(venv) and not was_empty:
+        if not upgrade:
+            hint = ""
+            if os.path.exists(os.path.join(venv, INCOMPLETE)):
+                hint = "; it holds %s but no offpkg record says offpkg made it, so it is not removed" % INCOMPLETE
+            raise Fail("%s already exists; pass --upgrade to install into it, or choose a new path%s" % (venv, hint),
+                       9)
+        if not os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+            raise Fail("%s is not a virtual environment (no pyvenv.cfg)" % venv, 3)
     # -I everywhere below: no current directory on sys.path (a project's .egg-info there would
     # show up in pip check), no PYTHON* variables, no user site-packages.
+    rec = _begin(venv, "upgrade" if os.path.exists(os.path.join(venv, "pyvenv.cfg")) else "create")
     try:
-        if not os.path.exists(os.path.join(venv, "pyvenv.cfg")):
+        if rec["action"] == "create":
             created = True
+            if not was_empty:
+                os.mkdir(venv)
+            with open(os.path.join(venv, INCOMPLETE), "w") as f:
+                json.dump({"offpkg_run": rec["run"]}, f)
             proc = subprocess.run([python, "-I", "-m", "venv", venv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   universal_newlines=True)
             if proc.returncode != 0:
                 # Debian/Ubuntu without python3-venv: no ensurepip. Use the bundle's pip wheel.
                 shutil.rmtree(venv, ignore_errors=True)
+                os.mkdir(venv)
+                with open(os.path.join(venv, INCOMPLETE), "w") as f:
+                    json.dump({"offpkg_run": rec["run"]}, f)
                 pip_whl = tool(manifest, "pip")
                 if not pip_whl:
                     raise Fail("cannot create a venv (%s) and the bundle has no pip wheel" % proc.stdout.strip()[-300:], 7)
                 run([python, "-I", "-m", "venv", "--without-pip", venv], "creating the venv")
                 run([venv_python(venv), os.path.join(pip_whl, "pip"), "install", "--no-index", "--no-deps",
                      "--no-cache-dir", pip_whl], "installing pip from the bundle")
-        with open(os.path.join(venv, INCOMPLETE), "w") as f:
-            f.write("offpkg bootstrap install in progress\n")
         wd = tempfile.mkdtemp(prefix="offpkg-bootstrap-")
         try:
             uv = uv_binary(manifest, wd) if use_uv else None
@@ -267,10 +377,15 @@ def install(python, venv, upgrade, use_uv, trust=None):
                        "installer": "uv" if uv else "pip", "via": "self-extracting" if sfx else "install.sh",
                        "signed_by": manifest.get("_signer")},
                       f, indent=2, sort_keys=True)
-        os.unlink(os.path.join(venv, INCOMPLETE))
-    except BaseException:
         if created:
+            os.unlink(os.path.join(venv, INCOMPLETE))
+        _clear(venv, rec)
+    except BaseException:
+        if created and _made_by(venv, rec):
             shutil.rmtree(venv, ignore_errors=True)
+            if was_empty:
+                os.mkdir(venv)
+        _clear(venv, rec)
         raise
     return manifest, uv
 

@@ -32,6 +32,7 @@ class Dist:
     requires: list[str] = field(default_factory=list)
     requires_python: str | None = None
     module: str | None = None  # importable module name (default: the name)
+    code: str | None = None  # the module's __init__.py (default: __version__ and TAG)
 
     @property
     def mod(self) -> str:
@@ -56,7 +57,8 @@ def build_wheel(dist: Dist, outdir: Path, tag: str = "py3-none-any", payload: by
     distinfo = f"{dist.snake}-{dist.version}.dist-info"
     py, abi, plat = tag.split("-")
     files: dict[str, bytes] = {
-        f"{dist.mod}/__init__.py": (f"__version__ = {dist.version!r}\nTAG = {tag!r}\n").encode(),
+        f"{dist.mod}/__init__.py": (dist.code if dist.code is not None
+                                    else f"__version__ = {dist.version!r}\nTAG = {tag!r}\n").encode(),
         f"{distinfo}/METADATA": dist.metadata().encode(),
         f"{distinfo}/WHEEL": ("Wheel-Version: 1.0\nGenerator: offpkg-tests\nRoot-Is-Purelib: "
                               f"{'true' if plat == 'any' else 'false'}\n"

@@ -458,14 +458,12 @@ def test_leftover_scan_streams_and_ignores_the_new_prefix(tmp_path: Path, monkey
 
 
 def _offpkg(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    """Run ``offpkg`` through its real error boundary (offpkg.cli.main) with the conda group registered."""
+    """Run ``offpkg`` through its real error boundary (offpkg.cli.main); the command registry finds `conda`."""
     from click.testing import CliRunner
 
     from offpkg import cli as climod
     from offpkg.cli import ui
-    from offpkg.cli.commands.conda import cli as conda_cli
 
-    monkeypatch.setattr(climod, "_register", lambda: climod.cli.add_command(conda_cli))
     monkeypatch.setattr(ui.state, "json", False)
     runner = CliRunner()
     code = 0

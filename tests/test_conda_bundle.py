@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import condaenv
-from conftest import Index, assert_clean_error, run_offpkg, serve
+from helpers import Index, assert_clean_error, run_offpkg, serve
 from offpkg import conda
 from offpkg._subprocess import isolated_env
 from pkgfactory import Dist, build_wheel, write_simple_index
@@ -348,6 +348,17 @@ def test_wrong_platform_exits_6_and_leaves_no_prefix(plain_bundle: Path, tmp_pat
     assert not prefix.exists()
 
 
+def test_a_prefix_merely_holding_the_marker_file_is_never_deleted(plain_bundle: Path, tmp_path: Path,
+                                                                  menv: dict[str, str]) -> None:
+    prefix = tmp_path / "env"
+    prefix.mkdir()
+    (prefix / ".offpkg-incomplete").write_text("offpkg install in progress\n")  # no run record: not offpkg's
+    (prefix / "keep.txt").write_text("mine")
+    proc = _install(menv, plain_bundle, prefix, None)
+    assert_clean_error(proc, 9, "already exists")
+    assert sorted(p.name for p in prefix.iterdir()) == [".offpkg-incomplete", "keep.txt"]
+
+
 def test_existing_prefix_is_refused(plain_bundle: Path, tmp_path: Path, menv: dict[str, str]) -> None:
     prefix = tmp_path / "busy"
     prefix.mkdir()
@@ -359,14 +370,19 @@ def test_existing_prefix_is_refused(plain_bundle: Path, tmp_path: Path, menv: di
 
 def test_leftover_of_an_interrupted_install_is_replaced(plain_bundle: Path, tmp_path: Path, menv: dict[str, str],
                                                         src_env: Path, offline: tuple[str, ...]) -> None:
+    """What a killed run leaves: its record beside the prefix and its marker (same run id) inside."""
+    from offpkg import ownership
+
     prefix = tmp_path / "env"
-    (prefix / "bin").mkdir(parents=True)
+    rec = ownership.begin(prefix, "create", plain_bundle)
+    ownership.make_dir(prefix, rec)
+    (prefix / "bin").mkdir()
     (prefix / "bin" / "half-written").write_text("x")
-    (prefix / ".offpkg-incomplete").write_text("offpkg install in progress\n")  # what a killed install leaves
     proc = _install(menv, plain_bundle, prefix, offline)
     assert proc.returncode == 0, proc.stderr
-    assert "left over from an interrupted install" in proc.stderr
-    assert not (prefix / "bin" / "half-written").exists() and not (prefix / ".offpkg-incomplete").exists()
+    assert "was creating it and was interrupted" in proc.stderr
+    assert not (prefix / "bin" / "half-written").exists() and not (prefix / ownership.MARKER).exists()
+    assert not ownership.record_path(prefix).exists()
     _assert_relocated(prefix, src_env)
 
 

@@ -34,7 +34,7 @@ def test_bundle_uses_the_index_from_offpkg_toml(index, tmp_path, env, offpkg) ->
 
 
 def test_a_down_mirror_is_one_clear_error_without_fallback(tmp_path, env, offpkg) -> None:
-    from conftest import assert_clean_error
+    from helpers import assert_clean_error
 
     env = dict(env, OFFPKG_INDEX_URL=f"http://127.0.0.1:{_dead_port()}/simple", OFFPKG_FALLBACK="false")
     proc = offpkg(["bundle", "alpha", "-o", str(tmp_path / "b")], env)
@@ -48,6 +48,6 @@ def test_a_down_mirror_falls_back_to_the_next_one(tmp_path, env, offpkg) -> None
     env = dict(env, OFFPKG_INDEX_URL=f"http://127.0.0.1:{_dead_port()}/simple", OFFPKG_FALLBACK="true")
     proc = offpkg(["bundle", "six", "-o", str(tmp_path / "b"), "--json", "--no-tools"], env)
     assert proc.returncode == 0, proc.stderr
-    assert "next mirror" in proc.stderr or "mirror" in proc.stderr
+    assert "next mirror" in proc.stderr
     wheels = [p.name for p in (tmp_path / "b" / "wheels").iterdir()]
     assert len(wheels) == 1 and wheels[0].startswith("six-")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error
+from helpers import assert_clean_error
 from fault_servers import Fault, FaultServer, counting, observe
 from offpkg.net.cache import Cache
 from offpkg.verify import verify_bundle

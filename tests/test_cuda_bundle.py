@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg, serve
+from helpers import assert_clean_error, run_offpkg
 from torchindex import CU126_RUNTIME, build_torch_index, serve_ranges, target_json, wheel_names
 
 from offpkg.gpu.bundle import check_manifest

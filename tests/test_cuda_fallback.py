@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg
+from helpers import assert_clean_error, run_offpkg
 from torchindex import NEW_TORCH, amd_target_json, build_torch_index, serve_ranges, target_json, wheel_names
 
 from offpkg.gpu.bundle import check_manifest

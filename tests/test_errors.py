@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, serve
+from helpers import assert_clean_error, serve
 from pkgfactory import Dist, build_wheel, write_simple_index
 
 
@@ -167,17 +167,6 @@ def test_failed_install_removes_the_venv(tmp_path, env, offpkg, offline) -> None
     inst = offpkg(["install", str(out), "--venv", str(venv), "--backend", "pip"], env, offline=offline)
     assert_clean_error(inst, 7, "installing into", "venv was removed")
     assert not venv.exists()
-
-
-def test_interrupted_install_is_cleaned_on_rerun(built, tmp_path, env, offpkg, offline) -> None:
-    venv = tmp_path / "v"
-    venv.mkdir()
-    (venv / ".offpkg-incomplete").write_text("killed\n")
-    (venv / "junk").write_text("half-written")
-    proc = offpkg(["install", str(built), "--venv", str(venv)], env, offline=offline)
-    assert proc.returncode == 0, proc.stderr
-    assert "interrupted install" in proc.stderr
-    assert not (venv / "junk").exists() and (venv / "offpkg-receipt.json").exists()
 
 
 def test_bad_python_for_install(built, tmp_path, env, offpkg) -> None:

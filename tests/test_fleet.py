@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, serve
+from helpers import assert_clean_error, serve
 from pkgfactory import Dist, build_wheel, write_simple_index
 from registry_servers import PyPIServer, Registry, free_port, need
 
@@ -32,7 +32,7 @@ def registry(tmp_path: Path):
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory, index, session_uv_cache):
     """Two bundles of the suite's index that differ in one package (beta 1.1 / beta 1.0)."""
-    from conftest import run_offpkg
+    from helpers import run_offpkg
 
     base = tmp_path_factory.mktemp("fleet-bundles")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "OFFPKG_"))}
@@ -185,7 +185,7 @@ class _CuttingProxy:
 @pytest.fixture
 def big_bundle(tmp_path_factory, session_uv_cache):
     """A bundle with a 24 MiB wheel, for transfers that can be broken off half-way."""
-    from conftest import run_offpkg
+    from helpers import run_offpkg
 
     base = tmp_path_factory.mktemp("big")
     files = base / "files"

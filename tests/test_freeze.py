@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import assert_clean_error
+from helpers import assert_clean_error
 from pkgfactory import Dist, build_sdist, unpack_sdist
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_offpkg
+from helpers import run_offpkg
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

@@ -8,13 +8,15 @@ import pytest
 
 from offpkg.errors import ManifestError
 from offpkg.manifest import FORMAT, FileEntry, Manifest, Package
+from offpkg.target import Target
 
 SHA = "a" * 64
+TARGET = Target.from_options("3.11", ["manylinux_2_28_x86_64"]).to_json()
 
 
 def _doc(**over):
     d = {"format": FORMAT, "format_version": 1, "offpkg_version": "0.1.0", "created": "2026-01-01T00:00:00Z",
-         "targets": [{"python": {}}], "requirements": ["x"],
+         "targets": [TARGET], "requirements": ["x"],
          "packages": [{"name": "x", "version": "1", "filename": "x-1-py3-none-any.whl",
                        "path": "wheels/x-1-py3-none-any.whl", "sha256": SHA, "size": 10}],
          "files": [{"path": "requirements.txt", "sha256": SHA, "size": 5}]}
@@ -79,3 +81,25 @@ def test_frozen() -> None:
     with pytest.raises(Exception):
         e.size = 2  # type: ignore[misc]
     assert json.loads(Manifest.from_json(_doc()).dumps())["format_version"] == 1
+
+
+@pytest.mark.parametrize("over, needle", [
+    ({"targets": [{}]}, r"manifest.targets\[0\]"),
+    ({"targets": [dict(TARGET, tags=[])]}, "tags"),
+    ({"verification": {"checks": [{}]}}, r"verification.checks\[0\]"),
+    ({"verification": {"checks": "all good"}}, "verification.checks"),
+])
+def test_targets_and_verification_are_validated(over, needle) -> None:
+    """inspect and serve read these fields: a malformed one is a ManifestError, not a crash later."""
+    with pytest.raises(ManifestError, match=needle):
+        Manifest.from_json(_doc(**over))
+    ok = Manifest.from_json(_doc(verification={"verified": True, "checks": [{"name": "imports", "ok": True}]}))
+    assert ok.verification["checks"][0]["ok"] is True
+
+
+@pytest.mark.parametrize("filename", ["pip-notawheel.whl", "x-1-py3-none.whl", "x-notaversion!-py3-none-any.whl"])
+def test_package_filename_must_be_a_wheel_name(filename) -> None:
+    doc = _doc(packages=[{"name": "x", "version": "1", "filename": filename, "path": f"tools/{filename}",
+                          "sha256": SHA, "size": 10, "role": "tool"}])
+    with pytest.raises(ManifestError, match="not a valid wheel file name"):
+        Manifest.from_json(doc)

@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, serve, unshare_argv
+from helpers import assert_clean_error, serve, unshare_argv
 from pkgfactory import Dist, build_wheel, write_simple_index
 
 from offpkg._probe import TARGET_PYTHON_FLOOR

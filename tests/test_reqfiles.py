@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg, serve
+from helpers import assert_clean_error, run_offpkg, serve
 from pkgfactory import Dist, build_sdist, build_wheel, write_simple_index
 
 from offpkg.directref import check_locked

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error
+from helpers import assert_clean_error
 
 BACKENDS = ["uv", "pip"]
 HOST_SET = ["alpha", "tokenlike", "compiled", "puresdist"]
@@ -32,7 +32,7 @@ def host_bundles(tmp_path_factory, index, session_uv_cache):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_", "OFFPKG_"))}
     env.update(HOME=str(base), PIP_CONFIG_FILE=os.devnull, OFFPKG_CACHE_DIR=str(base / "cache"),
                UV_CACHE_DIR=str(session_uv_cache), CI="1")
-    from conftest import run_offpkg
+    from helpers import run_offpkg
 
     for b in BACKENDS:
         proc = _bundle(run_offpkg, env, index, base / f"host-{b}", *HOST_SET, backend=b)

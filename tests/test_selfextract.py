@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg
+from helpers import assert_clean_error, run_offpkg
 from offpkg.archive import payload_offset
 from offpkg.selfextract import build_header, check_payload, read_header, write_self_extracting
 

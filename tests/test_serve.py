@@ -18,18 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg, serve
+from helpers import assert_clean_error, run_offpkg, serve
 from offpkg._subprocess import isolated_env
 from offpkg.manifest import Manifest
 from offpkg.fleet.simpleindex import JSON_TYPE, negotiate, project_html, project_json, projects, root_json
 
-# Until cli.GROUPS lists them, register the commands for these subprocesses (a no-op once it does).
-_MAIN = ('import sys, offpkg.cli as c; [c.GROUPS.append(g) for g in ("serve", "index_", "completion") '
-         'if g not in c.GROUPS]; sys.exit(c.main())')
-
-
 def offpkg_cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", _MAIN, *args]
+    return [sys.executable, "-m", "offpkg", *args]
 
 
 def run_cmd(args: list[str], env: dict[str, str], timeout: int = 300) -> subprocess.CompletedProcess[str]:

@@ -170,7 +170,7 @@ def test_gpu_ml_smoke_full(tmp_path: Path) -> None:
         pytest.skip(f"{python} lacks the gpu-ml stack (set GPU_ML_SMOKE_PYTHON to a venv that has it)")
     expect = probe.stdout.strip()
     try:  # with no network at all where the kernel allows it: the smoke test must not need one
-        from conftest import unshare_argv
+        from helpers import unshare_argv
 
         prefix = list(unshare_argv() or ())
     except ImportError:

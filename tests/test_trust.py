@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, run_offpkg
+from helpers import assert_clean_error, run_offpkg
 from offpkg.archive import payload_offset
 from offpkg.selfextract import check_header, read_header
 from pkgfactory import Dist, build_wheel

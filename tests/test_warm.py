@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import serve
+from helpers import serve
 from pkgfactory import Dist, build_wheel, write_simple_index
 
 

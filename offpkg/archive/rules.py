@@ -20,6 +20,9 @@ from ._common import _HINT_UNSAFE
 
 MAX_NAME_BYTES = 4096
 MAX_COMPONENT_BYTES = 255
+# Folders deeper than this are hostile, not a wheel or an environment (the deepest real ones are
+# a few dozen levels); they would also exhaust the recursion of tools that walk the tree.
+MAX_DEPTH = 256
 DEFAULT_MAX_TOTAL_SIZE = 1 << 40  # 1 TiB of declared member data
 # Zip bomb guard: members above this size may not be compressed more than _MAX_RATIO:1.
 _RATIO_MIN_SIZE = 100 * 1000 * 1000
@@ -78,6 +81,8 @@ def _parse_name(raw: str, what: str = "name") -> list[str]:
         if _nbytes(comp) > MAX_COMPONENT_BYTES:
             raise _Bad(f"has a path component longer than {MAX_COMPONENT_BYTES} bytes in its {what}")
         parts.append(comp)
+    if len(parts) > MAX_DEPTH:
+        raise _Bad(f"has a {what} {len(parts)} folders deep (limit {MAX_DEPTH})")
     return parts
 
 

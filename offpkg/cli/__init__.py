@@ -1,6 +1,6 @@
 """The ``offpkg`` command line: a thin layer over the core.
 
-Commands live one per module in ``offpkg/commands``; this module builds the
+Commands live one per module in ``offpkg/cli/commands`` (one table there); this module builds the
 group, sets global output options and is the single place where exceptions
 become exit codes (see ``offpkg.errors`` for the table).
 """
@@ -15,48 +15,37 @@ import click
 
 from .. import __version__
 from . import ui
-from ..errors import OffpkgError
+from ..errors import EnvironmentProblem, InputError, InternalError, InterruptedByUser, OffpkgError, UsageError, from_oserror
 from ..redact import redact_text
 
-
-# Top-level verbs: name -> (module under offpkg.cli.commands, attribute).
-CORE = {"probe": ("probe", "probe"), "freeze": ("freeze", "freeze"), "lock": ("lock", "lock"),
-        "bundle": ("bundle", "bundle"), "verify": ("verify", "verify"), "install": ("install", "install"),
-        "inspect": ("inspect_", "inspect_"), "licenses": ("licenses", "licenses"), "report": ("report", "report"),
-        "sign": ("sign", "sign")}
-# Command groups (modules that export ``cli``) whose command name is not the module's name.
-_GROUP_NAMES = {"index_": "index"}
+log = logging.getLogger("offpkg")
 
 
 class OffpkgGroup(click.Group):
     """The root group; it imports a command's module only when that command is asked for.
 
     Start-up matters (``offpkg verify`` on a bundle is a second or so): `offpkg verify`
-    must not pay for importing requests, the resolver and the download code.
+    must not pay for importing requests, the resolver and the download code. The
+    commands are listed once, in ``offpkg.cli.commands.COMMANDS``.
     """
 
-    def _lazy(self) -> dict[str, tuple[str, str]]:
-        table = dict(CORE)
-        for mod in GROUPS:  # read at call time: tests may add to GROUPS
-            table.setdefault(_GROUP_NAMES.get(mod, mod), (mod, "cli"))
-        return table
-
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self.commands) | set(self._lazy()))
+        from .commands import COMMANDS
+
+        return sorted(set(self.commands) | set(COMMANDS))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
-            where = self._lazy().get(cmd_name)
-            if where is None:
-                return None
-            import importlib
+            from .commands import COMMANDS, load
 
+            if cmd_name not in COMMANDS:
+                return None
             try:
-                module = importlib.import_module(f"offpkg.cli.commands.{where[0]}")
+                command = load(cmd_name)
             except ImportError as exc:  # pragma: no cover - an incomplete installation
-                print(f"error: offpkg is not installed completely: {exc}", file=sys.stderr)
-                sys.exit(10)
-            self.add_command(getattr(module, where[1]), cmd_name)
+                raise EnvironmentProblem(f"offpkg is not installed completely: {exc}",
+                                         hint="reinstall offpkg with its dependencies") from None
+            self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
 
@@ -79,18 +68,11 @@ def cli(quiet: bool, verbose: int) -> None:
 
 def _register() -> None:
     """Import and add every command now (``main`` adds them lazily, on first use)."""
-    from .commands import core
+    from .commands import COMMANDS, load
 
-    for cmd in core.COMMANDS:
-        cli.add_command(cmd)
-    # Command groups of the other capabilities, each in its own module.
-    import importlib
-
-    for name in GROUPS:
-        cli.add_command(importlib.import_module(f"offpkg.cli.commands.{name}").cli)
-
-
-GROUPS = ["cuda", "stack", "conda", "mirror", "config", "serve", "index_", "completion", "push", "pull", "publish"]
+    for name in COMMANDS:
+        if name not in cli.commands:
+            cli.add_command(load(name), name)
 
 
 def _report(exc: OffpkgError) -> None:
@@ -107,50 +89,78 @@ def _report(exc: OffpkgError) -> None:
         ui.err.print(f"[bold]hint:[/] {escape(redact_text(exc.hint))}")
 
 
+_json_requested = False
+
+
+def wants_json(argv: list[str] | None) -> bool:
+    """Whether ``--json`` was given, known before click parses (a usage error must answer in JSON too)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--" in args:
+        args = args[:args.index("--")]
+    return "--json" in args
+
+
+def error_document(exc: OffpkgError) -> dict[str, Any]:
+    """The JSON error document (docs/json.md): the same keys for every failure."""
+    return {"ok": False, "error": {"type": type(exc).__name__, "message": exc.message, "hint": exc.hint,
+                                   "exit_code": exc.exit_code, "problems": list(getattr(exc, "problems", []))}}
+
+
+def _fail(exc: OffpkgError, *, shown: bool = False) -> None:
+    """Report ``exc`` (stderr, and the JSON document on stdout under --json) and exit with its code."""
+    if not shown:
+        _report(exc)
+    # --json anywhere in argv asks for the document, even where click read it as another option's value.
+    if (ui.state.json or _json_requested) and not ui.state.emitted:
+        ui.emit_json("error", error_document(exc))
+    sys.exit(exc.exit_code)
+
+
+def _usage(exc: click.ClickException) -> OffpkgError:
+    """click's own errors (bad option, missing argument, unreadable click.File) as offpkg errors."""
+    err: OffpkgError = UsageError(exc.format_message())
+    err.exit_code = exc.exit_code  # click.FileError is 1, usage errors 2: keep click's codes
+    return err
+
+
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point: run the CLI and map every error to its exit code."""
+    """Entry point: run the CLI and map every error to its exit code (the single error boundary).
+
+    Every failure prints one ``error:`` line (and a ``hint:``) on stderr and, with
+    ``--json``, one JSON error document on stdout; tracebacks only with ``-vv``.
+    """
+    global _json_requested
+    _json_requested = ui.state.json = wants_json(argv)
+    ui.state.emitted = False
     try:
         rv = cli.main(args=argv, prog_name="offpkg", standalone_mode=False)
     except OffpkgError as exc:
-        _report(exc)
-        if ui.state.json:
-            ui.emit_json("error", {"ok": False, "error": {"type": type(exc).__name__, "message": exc.message,
-                                                          "hint": exc.hint, "exit_code": exc.exit_code,
-                                                          "problems": getattr(exc, "problems", [])}})
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        ui.err.print("[bold red]error:[/] interrupted")
-        sys.exit(130)
+        _fail(exc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        ui.err.print("[bold red]error:[/] interrupted")
-        sys.exit(130)
+        exc.show()  # click's usage text and "Error: ..." on stderr, as before
+        _fail(_usage(exc), shown=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail(InterruptedByUser("interrupted", hint="nothing half-written was kept; run the command again"))
     except BrokenPipeError:
-        sys.exit(0)
+        sys.exit(0)  # `offpkg ... | head`: the reader has all it wanted
     except OSError as exc:
-        # Disk full, permission denied and the like: one clear line, never a traceback.
-        import errno
-
-        what = {errno.ENOSPC: "no space left on device", errno.EACCES: "permission denied",
-                errno.EROFS: "read-only file system", errno.EDQUOT: "disk quota exceeded"}.get(exc.errno or 0)
-        msg = f"{what or exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-        ui.err.print(f"[bold red]error:[/] {redact_text(msg)}")
-        ui.err.print("[bold]hint:[/] free some space or fix the permissions, then run the command again")
-        sys.exit(10)
+        # Disk full, a missing folder, a refused connection: one honest line by errno, never a traceback.
+        if ui.state.verbose > 1:
+            log.debug("OSError at the boundary", exc_info=True)
+        _fail(from_oserror(exc))
+    except RecursionError:
+        # Deeply nested input (a path 1,500 folders deep, a manifest nested as deep): bad input, not a bug.
+        _fail(InputError("the input is nested too deeply to process (a path or document hundreds of levels deep)",
+                         hint="this input was not made by offpkg; check where it came from"))
     except Exception as exc:
         # A bug, not bad input: one line by default, the traceback with -vv for the report.
         if ui.state.verbose > 1:
             raise
-        from rich.markup import escape
-
-        ui.err.print(f"[bold red]error:[/] internal error: {escape(redact_text(f'{type(exc).__name__}: {exc}'))}")
-        ui.err.print("[bold]hint:[/] this is a bug in offpkg; run the command again with -vv to see the traceback, "
-                     "and report it")
-        sys.exit(70)
+        _fail(InternalError(f"internal error: {type(exc).__name__}: {exc}",
+                            hint="this is a bug in offpkg; run the command again with -vv to see the traceback, "
+                                 "and report it"))
     if isinstance(rv, int) and rv:
         sys.exit(rv)
     return rv

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -17,6 +19,17 @@ def _compose(*decorators: Callable[[F], F]) -> Callable[[F], F]:
         return f
 
     return apply
+
+
+def interpreter(value: str | None) -> Path | None:
+    """A --python value as a Path that still names the same program.
+
+    ``Path("./py")`` is ``py``, which a subprocess would look up on PATH: a value
+    with a slash is made absolute, a bare name (``python3.11``) is left to PATH.
+    """
+    if not value:
+        return None
+    return Path(value).absolute() if "/" in value or os.sep in value else Path(value)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print a machine-readable JSON result on stdout.")

@@ -1,4 +1,4 @@
-"""Terminal output: the only place (with cli.py and commands/) that prints.
+"""Terminal output: the only place (with cli/__init__.py and cli/commands/) that prints.
 
 rich gives progress bars, spinners and tables that degrade to plain text when
 stdout is not a terminal; it honours NO_COLOR. Progress is hidden when not on a
@@ -31,6 +31,8 @@ class UIState:
     quiet: bool = False
     verbose: int = 0
     json: bool = False
+    # A JSON document was written to stdout: the boundary never adds a second one.
+    emitted: bool = False
 
 
 state = UIState()
@@ -66,6 +68,7 @@ def emit_json(command: str, payload: dict[str, Any]) -> None:
     doc = {"schema_version": SCHEMA_VERSION, "command": command, **payload}
     sys.stdout.write(redact_text(json.dumps(doc, indent=2, sort_keys=True, default=str)) + "\n")
     sys.stdout.flush()
+    state.emitted = True
 
 
 def table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:

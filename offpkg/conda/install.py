@@ -14,22 +14,22 @@ new prefix (an empty folder given as prefix is left empty).
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from .._subprocess import isolated_env, run
-from ..backends import Backend, PipBackend, UvBackend
+from ..backends import PipBackend
 from .env import host_subdir
 from .unpack import install_packed
 from .bundle import env_interpreter
 from ..errors import (InputError, InstallError, OutputExistsError, SubprocessError, TargetMismatchError,
                      VerificationError)
 from ..events import Events
-from ..install import (INCOMPLETE, check_cuda, verified, choose_target, opened_bundle, pick_installer, probe_python,
+from .. import ownership
+from ..fsutil import remove_tree
+from ..install import (check_cuda, verified, choose_target, opened_bundle, pick_installer, probe_python,
                       requirements_for, write_receipt)
 from ..manifest import Manifest
 from ..target import Target
@@ -57,8 +57,13 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
     prefix = Path(os.path.abspath(prefix))
     if not bundle.exists():
         raise InputError(f"{bundle} does not exist", hint="give the path of a bundle directory or archive")
-    _check_prefix(prefix, events)
+    with ownership.locked(prefix):
+        return _install_locked(bundle, prefix, force, python, events, trust)
 
+
+def _install_locked(bundle: Path, prefix: Path, force: bool, python: Path | None, events: Events,
+                    trust: Path | None) -> dict[str, Any]:
+    _check_prefix(prefix, events)
     with opened_bundle(bundle) as bdir:
         report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
@@ -77,11 +82,15 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
             _check_python_matches(info, manifest)
 
         was_empty = prefix.is_dir()
-        rep = install_packed(bdir / info["path"], prefix, expected_platform=info["platform"], python=python,
-                             original_prefix=info.get("source_prefix"), progress=events)
+        rec = ownership.begin(prefix, "create", bundle.absolute())
         try:
-            (prefix / INCOMPLETE).write_text(f"offpkg {__version__} install from {bundle} in progress\n",
-                                             encoding="utf-8")
+            rep = install_packed(bdir / info["path"], prefix, expected_platform=info["platform"], python=python,
+                                 original_prefix=info.get("source_prefix"), progress=events)
+        except BaseException:
+            ownership.clear(prefix, rec)  # install_packed removes what it extracted
+            raise
+        try:
+            ownership.mark(prefix, rec)
             installed, installer, ti = [], None, None
             env_py = env_interpreter(prefix)
             if wheels:
@@ -91,11 +100,12 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
                 installed, installer, ti = _install_wheels(bdir, manifest, env_py, events)
             pip_check = _pip_check(env_py)
             write_receipt(prefix, bundle, bdir, manifest, ti, installer, installed, conda=info)
-            (prefix / INCOMPLETE).unlink()
+            ownership.end(prefix, rec)
         except BaseException as exc:
-            shutil.rmtree(prefix, ignore_errors=True)
+            remove_tree(prefix)  # this run unpacked it (install_packed refuses a non-empty prefix)
             if was_empty:
                 prefix.mkdir(exist_ok=True)
+            ownership.clear(prefix, rec)
             if isinstance(exc, SubprocessError):
                 raise InstallError(f"installing the bundle's wheels into {prefix} failed: {exc.message}; "
                                    "the environment was removed", hint=exc.hint, details=exc.details) from None
@@ -119,16 +129,22 @@ def install_conda_bundle(bundle: Path, prefix: Path, *, force: bool = False, pyt
 
 
 def _check_prefix(prefix: Path, events: Events) -> None:
-    """Refuse an existing non-empty prefix before anything is extracted (a leftover of ours is cleared)."""
+    """Refuse an existing non-empty prefix before anything is extracted.
+
+    A prefix is removed first only when it carries the marker of a run whose record
+    says it was creating it and was killed (offpkg.ownership); never otherwise.
+    """
+    stale = ownership.read_record(prefix)
+    if stale is not None:
+        if prefix.is_dir() and not prefix.is_symlink() and ownership.made_by(prefix, stale):
+            events.warn(f"removing {prefix}: an earlier offpkg run ({stale.describe()}) was creating it and "
+                        "was interrupted")
+            remove_tree(prefix)
+        ownership.clear(prefix, stale)
     if not (prefix.exists() or prefix.is_symlink()):
         return
-    if prefix.is_dir() and not prefix.is_symlink():
-        if (prefix / INCOMPLETE).is_file():
-            events.warn(f"{prefix} is left over from an interrupted install; removing it first")
-            shutil.rmtree(prefix)
-            return
-        if not any(prefix.iterdir()):
-            return
+    if prefix.is_dir() and not prefix.is_symlink() and not any(prefix.iterdir()):
+        return
     raise OutputExistsError(f"{prefix} already exists and is not an empty folder; nothing was installed",
                             hint="choose a new path for the environment, or remove the old one first")
 
@@ -194,27 +210,13 @@ def _install_wheels(bdir: Path, manifest: Manifest, env_py: Path, events: Events
             if _externally_managed(env_py):
                 # The prefix is the one offpkg just unpacked, and these very packages were pip-installed
                 # into its source: PEP 668's guard is for system pythons, not for this.
-                _install_breaking_system(installer, env_py, bdir / "wheels", reqs, Path(wd))
+                installer.install(env_py, bdir / "wheels", reqs, Path(wd), break_system_packages=True)
             else:
                 # uv installs into a non-venv interpreter named with --python without --system.
                 installer.install(env_py, bdir / "wheels", reqs, Path(wd))
         finally:
             events.done("install")
     return sorted(f"{p.name}=={p.version}" for p in pkgs), installer.name, ti
-
-
-def _install_breaking_system(installer: Backend, python: Path, wheels: Path, reqs: Path, workdir: Path) -> None:
-    """The backend's install command plus ``--break-system-packages`` (an EXTERNALLY-MANAGED prefix)."""
-    if isinstance(installer, UvBackend):
-        run([installer.uv, "pip", "install", "--offline", "--no-index", "--find-links", str(wheels),
-             "--require-hashes", "--only-binary", ":all:", "--break-system-packages", "--python", str(python),
-             "-r", str(reqs)], env=installer._env(workdir), what="installing with uv")
-    else:
-        home = workdir / "home"
-        home.mkdir(exist_ok=True)
-        run([str(python), "-Im", "pip", "install", "--no-index", "--find-links", str(wheels), "--require-hashes",
-             "--only-binary", ":all:", "--no-cache-dir", "--no-input", "--break-system-packages", "-r", str(reqs)],
-            env=isolated_env(home=str(home)), what="installing with pip")
 
 
 def _has_pip(python: Path | None) -> bool:

@@ -27,7 +27,7 @@ from urllib.parse import unquote, urlsplit
 import requests
 from packaging.utils import canonicalize_name
 
-from ..errors import InputError, NetworkError
+from ..errors import AuthError, InputError, NetworkError
 from ..redact import redact_url
 from .pagecache import PageCache
 from .pages import DistFile, Page, normalise_base, parse_html, parse_page, project_url
@@ -127,9 +127,12 @@ class IndexClient:
             return files
         if r.status_code == 404:
             return []
+        if r.status_code in (401, 403):
+            raise AuthError(f"the index {redact_url(base)} refused access (HTTP {r.status_code}) for {name}",
+                            hint="check the index URL and its credentials (user:token@ in the URL, ~/.netrc, "
+                                 "or the mirror's configuration)")
         if r.status_code >= 400:
-            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}",
-                               hint="check the index URL and its credentials" if r.status_code in (401, 403) else None)
+            raise NetworkError(f"the index {redact_url(base)} answered HTTP {r.status_code} for {name}")
         try:
             files = parse_page(r.content, r.headers.get("Content-Type", ""), r.url, base, encoding=r.encoding)
         except (ValueError, KeyError, TypeError, AttributeError):

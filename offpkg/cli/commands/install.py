@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from .. import ui
-from ..options import backend_option, json_option, trust_option
+from ..options import backend_option, interpreter, json_option, trust_option
 
 
 def _from_registry(ctx: click.Context, bundle: str) -> str:
@@ -55,8 +55,7 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         with ui.reporter() as r:
             # --python: the interpreter that runs conda-unpack if the environment's own cannot.
             res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force,
-                                       python=Path(python) if python else None, events=UIEvents(r),
-                                       trust=anchor)
+                                       python=interpreter(python), events=UIEvents(r), trust=anchor)
         for w in res["warnings"]:
             ui.warn(w)
         if as_json:
@@ -75,7 +74,7 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
 
     backend = backend or settings().get("backend")
     with ui.reporter() as r:
-        res = install_bundle(Path(bundle), Path(venv), python=Path(python) if python else None, upgrade=upgrade,
+        res = install_bundle(Path(bundle), Path(venv), python=interpreter(python), upgrade=upgrade,
                              backend=backend, force=force, system_site_packages=system_site_packages,
                              events=UIEvents(r), trust=anchor)
     for w in res.warnings:
