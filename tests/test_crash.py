@@ -56,7 +56,8 @@ def bundle_argv(url: str, out: Path, *reqs: str) -> list[str]:
 
 
 def offpkg_gets(srv: FaultServer, name: str) -> list:
-    return [h for h in srv.gets(name) if h.agent.startswith("offpkg/")]
+    """offpkg's GETs of the file itself (not of its PEP 658 ``.metadata``, which a prefetch guess reads)."""
+    return [h for h in srv.gets(name) if h.agent.startswith("offpkg/") and not h.path.endswith(".metadata")]
 
 
 def wait_for(pred, timeout: float, what: str) -> None:
