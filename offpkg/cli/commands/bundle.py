@@ -64,6 +64,9 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--deny-license", "deny_licenses", multiple=True, metavar="SPDX",
+              help="Refuse the bundle (exit 11) if a package's license is this SPDX id or glob (GPL-*), or "
+                   "'unknown'; repeatable; adds to the deny-licenses config key.")
 @click.option("--sign", "sign_keys", multiple=True, type=click.Path(dir_okay=False), metavar="KEY",
               help="Sign offpkg.json with this SSH key (a private key, or a .pub whose key ssh-agent holds): "
                    "writes offpkg.json.sig. Repeatable.")
@@ -79,8 +82,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, base: str | None,
-           as_json: bool) -> None:
+           deny_licenses: tuple[str, ...], sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool,
+           base: str | None, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -129,7 +132,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
                          force=force, tools=tools, stack=stack, reuse_lock=not refresh,
-                         sign_keys=[Path(k) for k in sign_keys])
+                         sign_keys=[Path(k) for k in sign_keys],
+                         deny_licenses=[*(cfg.get("deny_licenses") or []), *deny_licenses])
+    from ...review.licenses import check_patterns
+
+    check_patterns(opts.deny_licenses)  # a bad pattern fails now, not after the downloads
     from ...gpu.policy import torch_build_request
 
     cuda, explicit = torch_build_request(requirements, cuda_option=cuda, torch_index=torch_index,
