@@ -7,3 +7,4 @@ command -v htpasswd >/dev/null || (apt-get update -qq && apt-get install -y --no
 command -v ssh-keygen >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssh-client)
 command -v unshare >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends util-linux)
 command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends openssl)
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y --no-install-recommends chromium)

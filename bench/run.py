@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO))  # benchmark this checkout's offpkg, not some othe
 import report  # noqa: E402
 import fleet  # noqa: E402,F401 - registers the fleet step (--steps fleet)
 import scale  # noqa: E402,F401 - registers the scale step
+import updates  # noqa: E402,F401 - registers the updates step (issue 15; run it with --steps updates)
 from steps import STANDALONE, STEPS  # noqa: E402
 
 DEFAULT_STEPS = ("download", "resolve", "verify", "install", "archive", "scale")

@@ -11,6 +11,8 @@ Layout of a bundle (a directory, or the same tree in one ``.tar``/``.tar.zst``):
     install.sh         bootstrap for a host with only python3 (install.ps1 for Windows)
     wheels/            exactly the locked wheels
     tools/             pip (for hosts without ensurepip), uv, bootstrap.py, probe.py
+    sbom.cdx.json      CycloneDX 1.6 SBOM of the carried files (offpkg.review.sbom)
+    THIRD_PARTY_NOTICES  the wheels' own license files
 
 Everything is built in a temporary sibling of the output and renamed into place
 only when complete.
@@ -73,10 +75,14 @@ class BundleOptions:
     cuda: dict[str, Any] | None = None
     stack: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # SPDX ids/globs (or "unknown") that refuse the bundle (offpkg.review.licenses).
+    deny_licenses: list[str] = field(default_factory=list)
     # SSH keys that sign offpkg.json (offpkg.trust), in order: offpkg.json.sig.
     sign_keys: list[Path] = field(default_factory=list)
     # False (--refresh): resolve afresh even when an earlier run's pins could be reused (offpkg.lockcache).
     reuse_lock: bool = True
+    # --base: an offpkg.updates.delta.BaseState; the bundle is written as a delta of it.
+    base: Any = None
     # The --hash pins of the user's requirement and constraint files (offpkg.trust.pins).
     hash_pins: Any = None
 
@@ -286,7 +292,8 @@ disable-pip-version-check = true
 
 
 def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
-                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched]) -> Manifest:
+                 fetched: dict[str, Fetched], built: dict[str, Fetched], tools: list[Fetched],
+                 review: Any = None) -> Manifest:
     """Write every file of the bundle into ``stage``; returns the manifest written."""
     wheels = stage / "wheels"
     wheels.mkdir(parents=True)
@@ -329,6 +336,11 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
     files["tools/probe.py"] = _probe_source()
     if any(t.os == "windows" for t in opts.targets):
         files["install.ps1"] = _template("install.ps1")
+    created = created_timestamp()
+    if review is not None:  # sbom.cdx.json, THIRD_PARTY_NOTICES: listed and hashed like every file
+        files.update(review.files(targets=opts.targets, packages=packages, requirements=list(opts.requirements),
+                                  created=created, bundle_name=opts.output.name,
+                                  conda_path=(opts.extra.get("conda") or {}).get("path")))
     entries = []
     for rel, text in sorted(files.items()):
         p = stage / rel
@@ -347,7 +359,7 @@ def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
             entries.append(FileEntry(rel, digest, size))
     manifest = Manifest(
         offpkg_version=__version__,
-        created=created_timestamp(),
+        created=created,
         targets=tuple(t.to_json() for t in opts.targets),
         requirements=tuple(opts.requirements),
         packages=tuple(packages),
@@ -526,7 +538,12 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             built.update(_build_sdists(opts, t, sels, fetched, work, events))
         stage = tmp / "bundle"
         t2 = time.monotonic()
-        manifest = write_layout(stage, opts, locks, fetched, built, tools)
+        from .review.collect import for_bundle
+
+        # Reads what will be carried (SBOM, notices); the license gate refuses here, before any layout.
+        review = for_bundle(opts, [built.get(s.file.filename) or fetched[s.file.filename]
+                                   for sels in locks for s in sels] + tools)
+        manifest = write_layout(stage, opts, locks, fetched, built, tools, review)
         timings["layout"] = time.monotonic() - t2
         if verify_hook is not None:
             t3 = time.monotonic()
@@ -534,10 +551,16 @@ def build_bundle(opts: BundleOptions, events: Events | None = None, *, verify_ho
             manifest = replace(manifest, verification=verification)
             write_manifest(stage, manifest)
             timings["verify"] = time.monotonic() - t3
+        if opts.base is not None:
+            from .updates.delta import make_delta
+
+            # Built and smoke-tested complete above; now drop what the base already holds.
+            manifest, _ = make_delta(stage, manifest, opts.base)
+            write_manifest(stage, manifest)
         if opts.sign_keys:
             from .trust import sign_dir
 
-            for key in opts.sign_keys:  # last: the manifest is final now
+            for key in opts.sign_keys:  # last: the manifest (a delta's too) is final now
                 sign_dir(stage, key)
         t4 = time.monotonic()
         if kind == "dir":

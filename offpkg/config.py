@@ -64,6 +64,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("cache_dir", "path", "Content-addressed download cache.", _default_cache_dir),
     Key("backend", "choice", "Resolver/installer backend.", lambda: "auto", choices=("auto", "uv", "pip")),
     Key("target", "path", "Default target file written by `offpkg probe`."),
+    Key("generations", "choice", "Earlier venv states `install --upgrade` keeps for `offpkg rollback`.", lambda: "1",
+        pattern=r"[0-9]|[1-9][0-9]"),
     Key("cuda", "choice", "CUDA variant for torch: auto, cpu or cuXYZ.", lambda: "auto",
         pattern=r"auto|cpu|cu\d{2,3}"),
     Key("torch_index_url", "url", "Base of the PyTorch wheel index (variants below it: <base>/cu126 ...)."),
@@ -74,6 +76,8 @@ KEYS: dict[str, Key] = {k.name: k for k in (
     Key("fallback", "fallback",
         "Fall back to other mirrors when the index fails: auto (only when the index is a catalog mirror), true, false.",
         lambda: "auto"),
+    Key("deny_licenses", "list",
+        "SPDX license ids or globs (GPL-*), or 'unknown', that make `offpkg bundle` refuse (exit 11).", lambda: []),
     Key("trust", "path", "OpenSSH allowed_signers file: verify/install refuse bundles not signed by one of its "
         "signers (docs/trust.md)."),
 )}
@@ -178,7 +182,7 @@ def _check(key: str, value: Any, where: str, base: Path | None) -> Any:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise bad("a list of URLs")
+            raise bad("a list of URLs" if key.endswith("urls") else "a list of strings")
         return [v.strip() for v in value]
     if spec.kind == "path":
         if not isinstance(value, str) or not value.strip():

@@ -19,6 +19,7 @@ Exit codes (documented in README.md, stable):
 9     output exists (use --force) or a file lock could not be taken
 10    environment problem (disk full, permissions, missing tool)
       (an OSError reaching the boundary is mapped by errno: from_oserror)
+11    license policy: a package's license is denied (--deny-license, config deny-licenses)
 70    internal error (a bug; -vv shows the traceback)
 130   interrupted
 ====  ===============================================================
@@ -177,3 +178,13 @@ def from_oserror(exc: OSError) -> OffpkgError:
     if exc.filename2:
         where = f"{exc.filename} -> {exc.filename2}"
     return cls(f"{what}: {where}" if where else what, hint=hint)
+
+
+class LicensePolicyError(OffpkgError):
+    """A package's license is on the deny list; ``problems`` names each package."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, problems: list[str] | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.problems = list(problems or [])

@@ -50,11 +50,13 @@ class InstallResult:
     backend: str
     verify: VerifyReport
     warnings: list[str]
+    sync: dict[str, Any] | None = None  # what an --upgrade changed (offpkg.updates.sync)
 
     def to_json(self) -> dict[str, Any]:
         return {"venv": str(self.venv), "python": str(self.python), "target": self.target_index,
                 "packages": self.packages, "backend": self.backend, "warnings": self.warnings,
-                "trust": self.verify.trust.to_json() if self.verify.trust else None}
+                "trust": self.verify.trust.to_json() if self.verify.trust else None,
+                **({"upgrade": self.sync} if self.sync is not None else {})}
 
 
 def venv_python(venv: Path) -> Path:
@@ -224,6 +226,8 @@ def check_cuda(manifest: Manifest, gpu: dict[str, Any] | None, force: bool) -> l
 def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, target_index: int | None,
                   backend: str | None, packages: list[str], **extra: Any) -> dict[str, Any]:
     """Leave ``offpkg-receipt.json`` in the venv or prefix: which bundle, when, what."""
+    locked = [{"name": p.name, "version": p.version, "filename": p.filename, "path": p.path, "sha256": p.sha256,
+               "size": p.size} for p in manifest.requirement_packages if target_index is None or target_index in p.targets]
     receipt = {
         "offpkg_version": __version__,
         "bundle": str(bundle.resolve()),
@@ -233,6 +237,8 @@ def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, tar
         "target": target_index,
         "backend": backend,
         "packages": packages,
+        # Each wheel's sha256 and size: a delta (`bundle --base RECEIPT`) and `offpkg diff` read them.
+        "locked": sorted(locked, key=lambda e: e["path"]),
         "cuda": manifest.cuda,
         **extra,
     }
@@ -242,18 +248,33 @@ def write_receipt(where: Path, bundle: Path, bdir: Path, manifest: Manifest, tar
 
 def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgrade: bool = False,
                    backend: str | None = None, force: bool = False, system_site_packages: bool = False,
-                   events: Events | None = None, trust: Path | None = None) -> InstallResult:
+                   keep: int | None = None, events: Events | None = None, trust: Path | None = None) -> InstallResult:
     events = events or Events()
     bundle = Path(bundle)
     venv = Path(venv).absolute()
-    python = Path(python) if python else Path(sys.executable)
+    recovered: list[str] = []
+    if upgrade:
+        from .updates.sync import recover_if_needed
+
+        recovered = recover_if_needed(venv)  # a killed upgrade may have left V mid-swap
+    syncing = upgrade and (venv / "pyvenv.cfg").is_file() and not (venv / INCOMPLETE).exists()
+    # An upgrade keeps the venv's own interpreter: its target is what the bundle must fit.
+    python = Path(python) if python else (venv_python(venv) if syncing else Path(sys.executable))
     with opened_bundle(bundle, private=True) as bdir:
         report = verified(bdir, bundle, events, trust)
         manifest = report.manifest
         assert manifest is not None
+        if manifest.delta is not None and not syncing:
+            raise InputError(f"{bundle} is a delta bundle: it carries only what its base lacks and installs only "
+                             "with --upgrade onto a venv installed from that base "
+                             f"(base manifest sha256 {manifest.delta.base_manifest_sha256})",
+                             hint="install the full bundle for a new venv, or pass --upgrade --venv with the venv "
+                                  "installed from the base")
         host = probe_python(python)
         ti = choose_target(manifest, host)
         warnings = check_cuda(manifest, host.gpu, force)
+        if syncing:
+            return _sync(bundle, bdir, manifest, report, venv, ti, backend, keep, warnings, events, recovered)
         with ownership.locked(venv), tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
             _clear_interrupted(venv, upgrade, events)
             installer = pick_installer(backend, bdir, manifest, Path(wd))
@@ -267,6 +288,27 @@ def install_bundle(bundle: Path, venv: Path, *, python: Path | None = None, upgr
         return InstallResult(venv, venv_python(venv), ti,
                              sum(1 for p in manifest.requirement_packages if ti in p.targets), installer.name,
                              report, warnings)
+
+
+def _sync(bundle: Path, bdir: Path, manifest: Manifest, report: VerifyReport, venv: Path, ti: int,
+          backend: str | None, keep: int | None, warnings: list[str], events: Events,
+          recovered: list[str]) -> InstallResult:
+    """``--upgrade`` of an existing venv: the atomic sync of offpkg.updates.sync."""
+    from .updates.sync import sync_upgrade
+
+    pkgs = sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets)
+    with tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
+        installer = pick_installer(backend, bdir, manifest, Path(wd))
+        conf = venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),
+                             bdir / "wheels" if bundle.is_dir() and manifest.delta is None else None)
+        res = sync_upgrade(bundle=bundle, bdir=bdir, manifest=manifest, venv=venv, ti=ti, installer=installer,
+                           workdir=Path(wd), keep=1 if keep is None else keep, pip_conf=conf, events=events,
+                           recovered=recovered,
+                           write_receipt=lambda where, **extra: write_receipt(
+                               where, bundle, bdir, manifest, ti, installer.name, pkgs,
+                               signed_by=report.trust.trusted_by if report.trust and report.trust.trusted else None,
+                               **extra))
+    return InstallResult(venv, venv_python(venv), ti, len(pkgs), installer.name, report, warnings, res.to_json())
 
 
 @dataclass

@@ -26,6 +26,10 @@ from .errors import ManifestError
 
 FORMAT = "offpkg-bundle"
 FORMAT_VERSION = 1
+# A delta bundle (offpkg.updates.delta) is written with format_version 2, so an offpkg
+# that predates deltas refuses it clearly instead of reporting its missing wheels.
+DELTA_FORMAT_VERSION = 2
+MAX_FORMAT_VERSION = DELTA_FORMAT_VERSION
 MANIFEST_NAME = "offpkg.json"
 SUMS_NAME = "SHA256SUMS"
 # No single file in a bundle is bigger than this; larger sizes are hostile or corrupt.
@@ -175,6 +179,42 @@ class Package:
 
 
 @dataclass(frozen=True)
+class Delta:
+    """What makes a bundle a delta: the base it applies to and the entries the base provides.
+
+    ``provided`` lists paths of the manifest's own entries (packages or files) that
+    the delta does not carry because the base holds the very same bytes (same path,
+    same sha256). The lock files still pin everything: the delta describes the
+    complete new state, and carries only what the base lacks.
+    """
+
+    base_manifest_sha256: str
+    base_created: str = ""
+    provided: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_sha(self.base_manifest_sha256, "delta.base_manifest_sha256")
+        for p in self.provided:
+            check_relpath(p, "delta.provided")
+        if len(set(self.provided)) != len(self.provided):
+            raise ManifestError("delta.provided: lists a path twice")
+
+    @classmethod
+    def from_json(cls, d: Any) -> Delta:
+        if not isinstance(d, dict):
+            raise ManifestError("manifest.delta: expected an object")
+        provided = _get(d, "provided", list, "manifest.delta", [])
+        return cls(base_manifest_sha256=_check_sha(_get(d, "base_manifest_sha256", str, "manifest.delta"),
+                                                   "manifest.delta.base_manifest_sha256"),
+                   base_created=_get(d, "base_created", str, "manifest.delta", ""),
+                   provided=tuple(check_relpath(p, "manifest.delta.provided") for p in provided))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"base_manifest_sha256": self.base_manifest_sha256, "base_created": self.base_created,
+                "provided": sorted(self.provided)}
+
+
+@dataclass(frozen=True)
 class Manifest:
     offpkg_version: str
     created: str
@@ -188,6 +228,7 @@ class Manifest:
     verification: dict[str, Any] | None = field(default=None, hash=False)
     extra: dict[str, Any] = field(default_factory=dict, hash=False)
     format_version: int = FORMAT_VERSION
+    delta: Delta | None = None
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -204,6 +245,12 @@ class Manifest:
             folded.add(path.casefold())
         if not self.targets:
             raise ManifestError("manifest has no target")
+        if self.delta is not None:
+            unknown = set(self.delta.provided) - seen
+            if unknown:
+                raise ManifestError(f"manifest.delta.provided: {sorted(unknown)[0]} is not an entry of the manifest")
+            if self.format_version < DELTA_FORMAT_VERSION:
+                raise ManifestError(f"manifest: a delta needs format_version {DELTA_FORMAT_VERSION}")
 
     # ------------------------------------------------------------ queries
     @property
@@ -215,17 +262,29 @@ class Manifest:
         return [p for p in self.packages if p.role == "tool"]
 
     def all_entries(self) -> dict[str, tuple[str, int]]:
-        """{path: (sha256, size)} of every file the manifest covers."""
+        """{path: (sha256, size)} of every file the bundle carries (a delta's provided entries excluded)."""
+        out = self.locked_entries()
+        for p in self.delta.provided if self.delta else ():
+            out.pop(p, None)
+        return out
+
+    def locked_entries(self) -> dict[str, tuple[str, int]]:
+        """{path: (sha256, size)} of every entry of the complete state, carried or provided by a base."""
         out = {p.path: (p.sha256, p.size) for p in self.packages}
         out.update({f.path: (f.sha256, f.size) for f in self.files})
         return out
+
+    @property
+    def is_delta(self) -> bool:
+        return self.delta is not None
 
     def total_size(self) -> int:
         return sum(s for _, s in self.all_entries().values())
 
     # ------------------------------------------------------------ (de)serialise
     def to_json(self) -> dict[str, Any]:
-        return {
+        # "delta" appears only in deltas: a full bundle's manifest is byte-for-byte what it was.
+        return ({"delta": self.delta.to_json()} if self.delta is not None else {}) | {
             "format": FORMAT,
             "format_version": self.format_version,
             "offpkg_version": self.offpkg_version,
@@ -251,9 +310,9 @@ class Manifest:
         if d.get("format") != FORMAT:
             raise ManifestError(f"manifest: format is {str(d.get('format'))[:40]!r}, expected {FORMAT!r}")
         version = _get(d, "format_version", int, "manifest")
-        if version > FORMAT_VERSION:
+        if version > MAX_FORMAT_VERSION:
             raise ManifestError(
-                f"manifest: format_version {version} is newer than this offpkg understands ({FORMAT_VERSION})",
+                f"manifest: format_version {version} is newer than this offpkg understands ({MAX_FORMAT_VERSION})",
                 hint="install a newer offpkg on this host, or rebuild the bundle with this version",
             )
         targets = _get(d, "targets", list, "manifest")
@@ -286,6 +345,7 @@ class Manifest:
             verification=verification,
             extra=_get(d, "extra", dict, "manifest", {}),
             format_version=version,
+            delta=Delta.from_json(d["delta"]) if d.get("delta") is not None else None,
         )
 
     @classmethod

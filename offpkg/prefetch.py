@@ -23,18 +23,26 @@ from email.parser import HeaderParser
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from .backends import Pin
 from .net.cache import Cache
 from .net.fetch import FetchPolicy, Fetcher, FetchRequest
-from .net.index import DistFile, IndexClient, url_auth
+from .net.index import DistFile, IndexClient
 from .target import Target
 
-# Guesses from metadata go this deep (requirement -> its == pins); enough for torch -> nvidia-*.
-DEPTH = 2
+# Guesses from metadata go this deep: torch -> cuda-toolkit[...]==X -> its nvidia-* pins.
+DEPTH = 3
 # Only files at least this large are worth a guess: small ones are fetched in a blink anyway.
 MIN_SIZE = 8 << 20
+
+
+def _applies(req: Requirement, target: Target, extras: tuple[str, ...]) -> bool:
+    """Whether the requirement's marker holds on the target, for no extra or one of ``extras``."""
+    if req.marker is None:
+        return True
+    env = dict(target.markers)
+    return any(req.marker.evaluate(env | {"extra": e}) for e in ("", *extras))
 
 
 class Prefetch:
@@ -44,6 +52,7 @@ class Prefetch:
         self._lock = threading.Lock()
         self._started: dict[str, tuple[Fetcher, DistFile]] = {}
         self._stopped = threading.Event()
+        self._exact: set[str] = set()  # projects guessed from an exact pin
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="offpkg-prefetch")
 
     def start(self, requirements: Iterable[str], targets: list[Target]) -> None:
@@ -84,16 +93,23 @@ class Prefetch:
             req = Requirement(requirement)
         except InvalidRequirement:
             return
-        if req.url or (req.marker is not None and not req.marker.evaluate(dict(target.markers) | {"extra": ""})):
+        if req.url or not _applies(req, target, ()):
             return
         files = self.client.files(req.name)
         best = self._choose(req, files, target)
         if best is None:
             return
-        if best.size is None or best.size >= MIN_SIZE:  # HTML pages give no size: guess
-            self._submit(best)
-        if depth > 1 and best.is_wheel:
-            for dep in self._exact_pins(best, target):
+        big = best.size is None or best.size >= MIN_SIZE  # HTML pages give no size: guess
+        exact = any(sp.operator == "==" for sp in req.specifier)
+        # A range deep in the tree (cusolver -> nvidia-cublas, any version) is a poor guess next to the
+        # exact pin that usually names the same project: download exact pins at any depth, ranges only
+        # for the requirements themselves and their direct dependencies.
+        if big and (exact or depth >= DEPTH - 1):
+            self._submit(best, exact)
+        # Follow the metadata of big wheels (torch -> triton, nvidia-*) and of exact pins
+        # (cuda-toolkit[...]==X: a small wheel whose extras pin the big runtime wheels).
+        if depth > 1 and best.is_wheel and (big or exact):
+            for dep in self._requirements_of(best, target, tuple(sorted(req.extras))):
                 self._pool.submit(self._guess, dep, target, depth - 1)
 
     @staticmethod
@@ -115,36 +131,36 @@ class Prefetch:
             return None
         return None if sel.needs_build else sel.file
 
-    def _exact_pins(self, f: DistFile, target: Target) -> list[str]:
-        """The ``name==version`` requirements of a wheel's PEP 658 metadata that apply to the target."""
+    def _requirements_of(self, f: DistFile, target: Target, extras: tuple[str, ...]) -> list[str]:
+        """The Requires-Dist of a wheel (its METADATA, by PEP 658 or range requests) that apply to the target."""
+        from . import net
+
         if not f.url.startswith(("http://", "https://")) or "?" in f.url or "#" in f.url:
-            return []  # a signed or tokened link: its signature covers the wheel, not a .metadata beside it
-        # The index's credentials, as for the wheel itself (a 401 here would only lose the guess,
-        # but a credentialed index must never see an unauthenticated request from offpkg).
-        r = self.client.session.get(f.url + ".metadata", timeout=self.policy.timeout, auth=url_auth(f.url))
-        if r.status_code != 200 or len(r.content) > (4 << 20):
+            return []  # a signed or tokened link: leave it to the real fetch
+        text = net.wheel_metadata(f, session=self.client.session, timeout=self.policy.timeout)
+        if not text or len(text) > (4 << 20):
             return []
         out = []
-        for line in HeaderParser().parsestr(r.text).get_all("Requires-Dist") or []:
+        for line in HeaderParser().parsestr(text).get_all("Requires-Dist") or []:
             try:
                 dep = Requirement(line)
             except InvalidRequirement:
                 continue
-            specs = list(dep.specifier)
-            if len(specs) == 1 and specs[0].operator == "==" and "*" not in specs[0].version:
-                try:
-                    Version(specs[0].version)
-                except InvalidVersion:
-                    continue
-                out.append(line)
+            if _applies(dep, target, extras):
+                out.append(line.split(";", 1)[0].strip())
         return out
 
-    def _submit(self, f: DistFile) -> None:
+    def _submit(self, f: DistFile, exact: bool) -> None:
         if not f.sha256 or self.cache.lookup(f.sha256, f.filename) is not None:
             return  # unhashed (pinned on first download: the real fetch's job), or already here
+        project = (f.name_version() or (f.filename, None))[0]
         with self._lock:
             if self._stopped.is_set() or f.filename in self._started:
                 return
+            if project in self._exact and not exact:
+                return  # an exact pin of this project was guessed already
+            if exact:
+                self._exact.add(project)
             # One attempt, no retries: a guess that meets trouble leaves the file to the real fetch.
             fetcher = Fetcher(self.cache, replace(self.policy, workers=1, retries=0),
                               session=self.client.session, progress=self.progress, warn=self.warn,

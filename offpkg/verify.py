@@ -9,6 +9,10 @@ Checks, and reports every problem found (not just the first):
 - every wheel fits the tags of the target(s) it is listed for; no sdist is carried.
 
 Works on a bundle directory, and on a bundle archive without extracting it.
+
+A delta bundle (offpkg.updates.delta) is checked on its own: the entries its base
+provides are not expected in it, everything it carries is checked as above, its
+locks still pin the complete state, and the report says which base it needs.
 """
 
 from __future__ import annotations
@@ -49,10 +53,13 @@ class VerifyReport:
     trust: TrustReport | None = None
 
     def to_json(self) -> dict:
+        from .updates.delta import delta_info
+
         return {"bundle": str(self.bundle), "ok": self.ok, "problems": self.problems,
                 "files_checked": self.files_checked, "bytes_checked": self.bytes_checked,
                 "seconds": round(self.seconds, 3), "sha256": self.digest, "sha256_of": self.digest_of,
-                "trust": self.trust.to_json() if self.trust else None}
+                "trust": self.trust.to_json() if self.trust else None,
+                "delta": delta_info(self.manifest) if self.manifest is not None else None}
 
 
 def _scan_dir(root: Path, problems: list[str]) -> dict[str, str]:
@@ -273,4 +280,6 @@ def _check_consistency(manifest: Manifest, read: Callable[[str], str | None], ma
     if manifest.cuda is not None:
         from .gpu.bundle import check_manifest
 
-        problems.extend(check_manifest(manifest, bundle))
+        # A delta's base wheels are not here to read: its runtime closure was checked on the
+        # complete state when it was built, so only the records are checked here.
+        problems.extend(check_manifest(manifest, None if manifest.delta and manifest.delta.provided else bundle))

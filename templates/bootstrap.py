@@ -105,6 +105,9 @@ def verify(root, trust=None):
         if path.startswith("/") or "\\" in path or ".." in parts or "" in parts:
             raise Fail("manifest names a path outside the bundle: %r; refusing this bundle" % path)
         expected[path] = (entry["sha256"], entry["size"])
+    # A delta bundle (offpkg bundle --base) does not carry what its base provides.
+    for path in (manifest.get("delta") or {}).get("provided", []):
+        expected.pop(path, None)
     sums = {}
     with open(os.path.join(root, "SHA256SUMS")) as f:
         for line in f:
@@ -430,6 +433,14 @@ def target_id(t):
     return "%s-%s" % (prefix, t["platforms"][0])
 
 
+def _delta(root):
+    try:
+        with open(os.path.join(root, "offpkg.json"), "rb") as f:
+            return json.loads(f.read().decode("utf-8")).get("delta")
+    except (OSError, ValueError, AttributeError):
+        return None  # verify() reports an unreadable manifest
+
+
 def main(argv):
     import argparse
 
@@ -437,7 +448,7 @@ def main(argv):
     ap.add_argument("venv", nargs="?", help="the venv directory to create")
     ap.add_argument("--venv", dest="venv_opt", help="the venv directory to create")
     ap.add_argument("--python", default=sys.executable, help="the interpreter for the venv (default: this one)")
-    ap.add_argument("--upgrade", action="store_true", help="install into an existing venv")
+    ap.add_argument("--upgrade", action="store_true", help="refused: use `offpkg install --upgrade` (atomic, with rollback)")
     ap.add_argument("--no-uv", action="store_true", help="use pip even where the bundled uv runs")
     ap.add_argument("--verify-only", action="store_true", help="only verify the bundle")
     ap.add_argument("--trust", default=os.environ.get("OFFPKG_TRUST") or None, metavar="ALLOWED_SIGNERS",
@@ -445,6 +456,15 @@ def main(argv):
                          "(default: $OFFPKG_TRUST)")
     a = ap.parse_args(argv)
     try:
+        if a.upgrade:
+            raise Fail("install.sh does not upgrade a venv: without offpkg it cannot do it atomically, remove what the "
+                       "new lock drops, or keep the old state for a rollback; nothing was changed. Use `offpkg install "
+                       "BUNDLE --venv DIR --upgrade` on a host with offpkg, or install into a new venv", 2)
+        delta = _delta(HERE)
+        if delta and not a.verify_only:
+            raise Fail("this is a delta bundle: it carries only what its base (manifest sha256 %s) lacks, so it "
+                       "installs only with `offpkg install BUNDLE --venv DIR --upgrade` onto a venv installed from "
+                       "that base; nothing was changed" % delta.get("base_manifest_sha256"), 2)
         if a.verify_only:
             manifest = verify(HERE, a.trust)
             print("offpkg: bundle verified" + ("; signed by %s (trusted)" % manifest["_signer"] if a.trust else ""))

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install this offpkg bundle offline into a new virtual environment.
 #
-#   sh install.sh [--python EXE] [--upgrade] [--no-uv] [--trust FILE] VENV_DIR
+#   sh install.sh [--python EXE] [--no-uv] [--trust FILE] VENV_DIR
 #   sh install.sh [--trust FILE] --verify-only
 #
 # --trust FILE (or OFFPKG_TRUST): refuse the bundle unless a key in that OpenSSH
@@ -13,7 +13,17 @@
 # (with sha256sum where present, always again in python against offpkg.json),
 # creates the venv (using the bundle's pip wheel where ensurepip is missing),
 # installs with --require-hashes --only-binary :all: and runs pip check.
+# It never upgrades an existing venv (that is `offpkg install --upgrade`: atomic, with rollback).
 set -eu
+
+for arg in "$@"; do
+    if [ "$arg" = "--upgrade" ]; then
+        echo "error: install.sh does not upgrade a venv: without offpkg it cannot do it atomically, remove what the" >&2
+        echo "  new lock drops, or keep the old state for a rollback; nothing was changed." >&2
+        echo "hint: use 'offpkg install BUNDLE --venv DIR --upgrade' on a host with offpkg, or install into a new venv" >&2
+        exit 2
+    fi
+done
 
 here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd)
 python=""

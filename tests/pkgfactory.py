@@ -32,6 +32,7 @@ class Dist:
     requires: list[str] = field(default_factory=list)
     requires_python: str | None = None
     module: str | None = None  # importable module name (default: the name)
+    scripts: dict[str, str] = field(default_factory=dict)  # console scripts: {name: "module:function"}
     code: str | None = None  # the module's __init__.py (default: __version__ and TAG)
 
     @property
@@ -66,6 +67,10 @@ def build_wheel(dist: Dist, outdir: Path, tag: str = "py3-none-any", payload: by
                                         for pl in plat.split("."))).encode(),
         f"{distinfo}/top_level.txt": f"{dist.mod}\n".encode(),
     }
+    if dist.scripts:
+        files[f"{dist.mod}/__init__.py"] += b"def main():\n    print(__name__, __version__)\n"
+        files[f"{distinfo}/entry_points.txt"] = ("[console_scripts]\n" + "".join(
+            f"{k} = {v}\n" for k, v in dist.scripts.items())).encode()
     if payload:
         files[f"{dist.mod}/blob.bin"] = payload
     rec = io.StringIO()

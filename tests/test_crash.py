@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import re
 import random
 import shutil
 import signal
@@ -56,8 +57,10 @@ def bundle_argv(url: str, out: Path, *reqs: str) -> list[str]:
 
 
 def offpkg_gets(srv: FaultServer, name: str) -> list:
-    """offpkg's GETs of the file itself (not of its PEP 658 ``.metadata``, which a prefetch guess reads)."""
-    return [h for h in srv.gets(name) if h.agent.startswith("offpkg/") and not h.path.endswith(".metadata")]
+    """offpkg's downloads of the file: GETs with no Range or an open-ended one (a resume), not the reads
+    of its METADATA by a prefetch guess (``.metadata``, or a bounded or suffix Range of the wheel)."""
+    return [h for h in srv.gets(name) if h.agent.startswith("offpkg/") and not h.path.endswith(".metadata")
+            and (h.range is None or re.fullmatch(r"bytes=\d+-", h.range))]
 
 
 def wait_for(pred, timeout: float, what: str) -> None:

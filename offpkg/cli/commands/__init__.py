@@ -19,6 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "verify"),
     "install": ("install", "install"),
     "inspect": ("inspect_", "inspect_"),
+    # review before the gap (offpkg.review)
+    "licenses": ("licenses", "licenses"),
+    "report": ("report", "report"),
     "sign": ("sign", "sign"),
     # command groups and the other capabilities
     "cuda": ("cuda", "cli"),
@@ -32,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("push", "cli"),
     "pull": ("pull", "cli"),
     "publish": ("publish", "cli"),
+    "diff": ("diff", "cli"),
+    "rollback": ("rollback", "cli"),
 }
 
 

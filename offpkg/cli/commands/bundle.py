@@ -64,6 +64,9 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
               help="Prove it: install into a throwaway venv with no network and run the smoke test.")
 @click.option("--conda-env", default=None, metavar="NAME|PREFIX", help="Pack this conda environment into the bundle.")
 @click.option("--pip-as-wheels", is_flag=True, help="With --conda-env: carry pip-installed packages as locked wheels.")
+@click.option("--deny-license", "deny_licenses", multiple=True, metavar="SPDX",
+              help="Refuse the bundle (exit 11) if a package's license is this SPDX id or glob (GPL-*), or "
+                   "'unknown'; repeatable; adds to the deny-licenses config key.")
 @click.option("--sign", "sign_keys", multiple=True, type=click.Path(dir_okay=False), metavar="KEY",
               help="Sign offpkg.json with this SSH key (a private key, or a .pub whose key ssh-agent holds): "
                    "writes offpkg.json.sig. Repeatable.")
@@ -71,13 +74,16 @@ def _add_direct(opts, refs, stack_: contextlib.ExitStack) -> None:  # noqa: ANN0
               help="Resolve afresh even when nothing changed since the last run (its pins are otherwise reused).")
 @click.option("--verify-cache", "verify_cache", is_flag=True,
               help="Re-hash every cached file used, instead of trusting the stamp taken when it was stored.")
+@click.option("--base", "base", default=None, type=click.Path(), metavar="OLD",
+              help="Write a delta: only the files OLD lacks (OLD: a bundle, its offpkg.json, or a venv's receipt).")
 @json_option
 def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: tuple[str, ...], output: str,
            target_files: tuple[str, ...], python_version: str | None, platforms: tuple[str, ...],
            index_url: str | None, extra_index_url: tuple[str, ...], find_links: tuple[str, ...],
            backend: str | None, cache_dir: str | None, force: bool, stack: str | None, cuda: str | None,
            torch_version: str | None, torch_index: str | None, tools: bool, smoke: bool, conda_env: str | None, pip_as_wheels: bool,
-           sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool, as_json: bool) -> None:
+           deny_licenses: tuple[str, ...], sign_keys: tuple[str, ...], refresh: bool, verify_cache: bool,
+           base: str | None, as_json: bool) -> None:
     """Resolve requirements for the target, download them verified, and write a bundle.
 
     Every file is hash-pinned; the bundle carries requirements.txt (--hash),
@@ -129,7 +135,11 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
     opts = BundleOptions(requirements=requirements, targets=targets, sources=sources, backend=get_backend(backend),
                          output=Path(output), constraints=constraints, cache=Cache(Path(cache_dir) if cache_dir else None, verify=verify_cache),
                          force=force, tools=tools, stack=stack, reuse_lock=not refresh,
-                         sign_keys=[Path(k) for k in sign_keys], hash_pins=hash_pins)
+                         sign_keys=[Path(k) for k in sign_keys], hash_pins=hash_pins,
+                         deny_licenses=[*(cfg.get("deny_licenses") or []), *deny_licenses])
+    from ...review.licenses import check_patterns
+
+    check_patterns(opts.deny_licenses)  # a bad pattern fails now, not after the downloads
     from ...gpu.policy import torch_build_request
 
     cuda, explicit = torch_build_request(requirements, cuda_option=cuda, torch_index=torch_index,
@@ -139,6 +149,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
 
         apply_cuda(opts, cuda, torch_version, index_base=torch_index, explicit=explicit)
     hook = _smoke_hook(stack) if smoke else None
+    if base:
+        from ...updates.delta import load_base
+
+        opts.base = load_base(Path(base))
 
     with ui.reporter() as r, contextlib.ExitStack() as stack_:
         if conda_env:
@@ -152,6 +166,8 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         if inputs is not None and inputs.direct:
             _add_direct(opts, inputs.direct, stack_)
         res = build_bundle(opts, UIEvents(r), verify_hook=hook)
+    from ...updates.delta import delta_info
+
     m = res.manifest
     from ...smoke import unverified_targets, verified_label
 
@@ -169,6 +185,7 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
         "cuda": m.cuda, "conda": m.conda, "verification": m.verification, "backend": opts.backend.name,
         "built_from": m.extra.get("built_from", []),
         "signed_with": list(sign_keys),
+        "delta": delta_info(m),
         "hash_pins": res.hash_pins,
     }
     if as_json:
@@ -186,6 +203,10 @@ def bundle(reqs: tuple[str, ...], req_files: tuple[str, ...], constraint_files: 
             *([["conda", f"{m.conda.get('path')} ({m.conda.get('platform')}, {m.conda.get('packages')} packages)"]]
               if m.conda else []),
             *([["verified", verified_label(m.verification)]] if smoke else []),
+            *([["delta", f"of base {m.delta.base_manifest_sha256[:16]}…: carries "
+                         f"{payload['delta']['carried_files']} files, the base provides "
+                         f"{payload['delta']['provided_files']} ({ui.human_size(payload['delta']['provided_bytes'])})"]]
+              if m.delta else []),
             *([["signed", f"{len(sign_keys)} signature(s) in offpkg.json.sig"]] if sign_keys else []),
             *([["hashes", _hash_pins_line(res.hash_pins)]] if res.hash_pins else []),
         ])

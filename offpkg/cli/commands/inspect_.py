@@ -99,6 +99,7 @@ def inspect_(bundle: str, top: int, trust: str | None, as_json: bool) -> None:
 
     # Table cells are rich markup: escape it too.
     ui.table("largest files", ["size", "path"], [[ui.human_size(s), escape(_t(p))] for p, (_, s) in entries[:top]])
+    ui.result(f"review: `offpkg licenses {bundle}`, `offpkg report {bundle} -o report.html` (SBOM: sbom.cdx.json)")
 
 
 def _dicts(value: object) -> list[dict]:

@@ -26,14 +26,18 @@ def _from_registry(ctx: click.Context, bundle: str) -> str:
 @click.option("--venv", type=click.Path(file_okay=False), help="The venv to create.")
 @click.option("--conda-prefix", type=click.Path(file_okay=False), help="Install the bundle's conda environment here.")
 @click.option("--python", type=click.Path(dir_okay=False), help="Interpreter for the venv (default: the one running offpkg).")
-@click.option("--upgrade", is_flag=True, help="Install into an existing venv.")
+@click.option("--upgrade", is_flag=True,
+              help="Sync an existing venv to the bundle's lock, atomically; the state before is kept for rollback.")
+@click.option("--keep", type=click.IntRange(0, 99), default=None,
+              help="With --upgrade: earlier states to keep for `offpkg rollback` (default: config `generations`, 1).")
 @click.option("--force", is_flag=True, help="Install even if the GPU/driver check fails (with a warning).")
 @click.option("--system-site-packages", is_flag=True, help="Give the venv access to the system site-packages.")
 @backend_option
 @trust_option
 @json_option
-def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str | None, upgrade: bool, force: bool,
-            system_site_packages: bool, backend: str | None, trust: str | None, as_json: bool) -> None:
+def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str | None, upgrade: bool,
+            keep: int | None, force: bool, system_site_packages: bool, backend: str | None, trust: str | None,
+            as_json: bool) -> None:
     """Verify a bundle, then install it offline into a new venv.
 
     Refuses when the python or host does not match the bundle's target. If
@@ -49,9 +53,12 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         from ...conda.install import install_conda_bundle
         from ...errors import UsageError
 
-        if venv or upgrade or system_site_packages:
+        if upgrade:
+            raise UsageError("--conda-prefix does not support --upgrade: a conda bundle carries the whole packed "
+                             "environment, so install it into a new prefix and switch to it (see docs/updates.md)")
+        if venv or system_site_packages or keep is not None:
             raise UsageError("--conda-prefix installs a new conda environment: it does not go with --venv, "
-                             "--upgrade or --system-site-packages")
+                             "--keep or --system-site-packages")
         with ui.reporter() as r:
             # --python: the interpreter that runs conda-unpack if the environment's own cannot.
             res = install_conda_bundle(Path(bundle), Path(conda_prefix), force=force,
@@ -72,16 +79,28 @@ def install(bundle: str, venv: str | None, conda_prefix: str | None, python: str
         raise click.UsageError("give --venv PATH (or --conda-prefix PATH)")
     from ...install import install_bundle
 
-    backend = backend or settings().get("backend")
+    cfg = settings()
+    backend = backend or cfg.get("backend")
+    if keep is None and cfg.get("generations") is not None:
+        keep = int(cfg.get("generations"))
     with ui.reporter() as r:
         res = install_bundle(Path(bundle), Path(venv), python=interpreter(python), upgrade=upgrade,
-                             backend=backend, force=force, system_site_packages=system_site_packages,
+                             backend=backend, force=force, system_site_packages=system_site_packages, keep=keep,
                              events=UIEvents(r), trust=anchor)
     for w in res.warnings:
         ui.warn(w)
     if as_json:
         ui.emit_json("install", {"ok": True, **res.to_json()})
+    elif res.sync is not None:
+        s = res.sync
+        ui.result(f"upgraded {res.venv}: {len(s['installed'])} installed or changed, {len(s['removed'])} removed, "
+                  f"{s['unchanged']} unchanged (offline, hashes checked, pip check ok, swapped in atomically)")
+        for line in s["recovered"]:
+            ui.info(line)
+        if s["generation"]:
+            ui.info(f"the previous state is kept for `offpkg rollback --venv {res.venv}` "
+                    f"({len(s['generations_kept'])} kept, {ui.human_size(s['kept_bytes'])} of disk of their own)")
     else:
         ui.result(f"installed {res.packages} packages into {res.venv} with {res.backend} (offline, hashes checked, pip check ok)")
-        if res.verify.trust is not None and res.verify.trust.trusted:
-            ui.result(f"signature: {res.verify.trust.summary()}")
+    if not as_json and res.verify.trust is not None and res.verify.trust.trusted:
+        ui.result(f"signature: {res.verify.trust.summary()}")

@@ -37,6 +37,11 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
         report = verify_bundle(path, progress=lambda n: r.advance("verify", n), trust=anchor)
         r.finish("verify")
     payload = report.to_json()
+    if report.ok and smoke and report.manifest is not None and report.manifest.delta is not None:
+        from ...errors import UsageError
+
+        raise UsageError(f"{bundle} is a delta bundle: --smoke needs the complete state, which a delta does not carry",
+                         hint="the smoke test of `bundle --base ... --verify` ran on the complete state when it was built")
     if report.ok and smoke:
         from ...install import opened_bundle
         from ...smoke import smoke_test
@@ -73,6 +78,12 @@ def verify(bundle: str, smoke: bool, python: str | None, system_site_packages: b
         if not report.trust.trusted:
             ui.info("without a trust anchor this proves the bundle is intact, not who made it: compare the sha256 "
                     "above with the one recorded at the source, or pass --trust ALLOWED_SIGNERS (docs/trust.md)")
+    delta = payload.get("delta")
+    if delta:
+        ui.result(f"this is a delta bundle for the base whose manifest sha256 is {delta['base_manifest_sha256']}"
+                  f" (created {delta['base_created'] or 'unknown'}): the base provides {delta['provided_files']} "
+                  f"files ({ui.human_size(delta['provided_bytes'])}); it installs only with `offpkg install --upgrade`"
+                  " onto a venv installed from that base")
 
 
 def _manifest_total(path: Path) -> int | None:
