@@ -299,8 +299,8 @@ def _sync(bundle: Path, bdir: Path, manifest: Manifest, report: VerifyReport, ve
     pkgs = sorted(f"{p.name}=={p.version}" for p in manifest.requirement_packages if ti in p.targets)
     with tempfile.TemporaryDirectory(prefix="offpkg-install-") as wd:
         installer = pick_installer(backend, bdir, manifest, Path(wd))
-        conf = venv_pip_conf((bdir / "pip.conf").read_text(encoding="utf-8"),
-                             bdir / "wheels" if bundle.is_dir() and manifest.delta is None else None)
+        # Generated, never the bundle's pip.conf; the bundle's own wheels/ (bdir is a private copy).
+        conf = venv_pip_conf(bundle / "wheels" if bundle.is_dir() and manifest.delta is None else None)
         res = sync_upgrade(bundle=bundle, bdir=bdir, manifest=manifest, venv=venv, ti=ti, installer=installer,
                            workdir=Path(wd), keep=1 if keep is None else keep, pip_conf=conf, events=events,
                            recovered=recovered,
