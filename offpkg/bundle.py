@@ -30,18 +30,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-from packaging.markers import Marker
-from packaging.pylock import Package as LockPackage
-from packaging.pylock import PackageWheel, Pylock
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
 
 from . import __version__
 from .backends import Backend, Sources
 from .net.cache import Cache
-from .errors import AuthError, InputError, NetworkError, NoWheelError
+from .errors import InputError, NoWheelError
 from .events import Events
 from .net.fetch import Fetched, FetchPolicy, Fetcher, FetchRequest
 from .fsutil import check_output, commit, link_or_copy, staging
@@ -53,6 +47,8 @@ from . import lockcache
 from .lockcache import LockCache
 from .prefetch import Prefetch
 from .pythons import tool_notes, uv_missing_reason
+from .bundletools import tool_selections
+from .lockfiles import PIP_CONF, _pylock, _requirements_txt  # noqa: F401 - PIP_CONF stays importable from here
 from .resolve import Selection, lock
 from .trust.pins import check_bundle_pins
 from ._templates import read_template
@@ -156,55 +152,6 @@ def lock_all(opts: BundleOptions, client: IndexClient, workdir: Path, events: Ev
     return locks
 
 
-def _tool_selection(name: str, target: Target, client: IndexClient) -> DistFile | None:
-    """The newest wheel of a tool (pip, uv) that fits the target, from the indexes."""
-    try:
-        files = client.files(name)
-    except AuthError:
-        raise  # a 401 is an auth error to report, not "no pip wheel found"
-    except NetworkError as exc:
-        # tools/ is optional: say why it is missing, with the real cause, and go on.
-        client.notes.append(f"cannot look up {name} for the bundle's tools/: {exc.message}")
-        return None
-    ranks = target.tag_rank()
-    best: tuple[Version, DistFile] | None = None
-    pyver = Version(target.markers.get("python_full_version") or target.python_version + ".0")
-    for f in files:
-        if not f.is_wheel or f.yanked:
-            continue
-        nv = f.name_version()
-        if not nv or nv[1].is_prerelease or target.wheel_rank(f.filename, ranks) is None:
-            continue
-        if f.requires_python:
-            try:
-                if pyver not in SpecifierSet(f.requires_python):
-                    continue
-            except InvalidSpecifier:
-                continue  # a file whose metadata is broken is not a candidate
-        if best is None or nv[1] > best[0]:
-            best = (nv[1], f)
-    return best[1] if best else None
-
-
-def _ensurepip_wheel(target: Target) -> DistFile | None:
-    """pip's wheel bundled with this interpreter's ensurepip: a fallback when the index has no pip
-    (only where its Requires-Python admits the target's python: an old target gets none)."""
-    try:
-        import ensurepip
-
-        from .pythons import wheel_requires_python
-
-        bundled = Path(ensurepip.__file__).parent / "_bundled"
-        for f in sorted(bundled.glob("pip-*.whl")):
-            spec = wheel_requires_python(f)
-            if spec and Version(target.python_version + ".0") not in SpecifierSet(spec):
-                return None
-            return DistFile(f.name, str(f), None, spec, False, f.stat().st_size, "ensurepip")
-    except Exception:  # noqa: BLE001 - no usable ensurepip wheel here: tools/ goes without pip
-        return None
-    return None
-
-
 def _build_sdists(opts: BundleOptions, target: Target, sels: list[Selection], fetched: dict[str, Fetched],
                   workdir: Path, events: Events) -> dict[str, Fetched]:
     """Build every sdist selection into a wheel that fits the target; returns {sdist filename: built wheel}."""
@@ -232,63 +179,6 @@ def _build_sdists(opts: BundleOptions, target: Target, sels: list[Selection], fe
             os.replace(wheel, dest)
         out[s.file.filename] = Fetched(wheel.name, dest, digest, size, False, "")
     return out
-
-
-def _requirements_txt(target: Target, pkgs: list[Package], header: list[str]) -> str:
-    lines = [f"# {h}" if h else "#" for h in header]
-    lines += [f"# target: {target.describe()}",
-              "# install: pip install --no-index --find-links wheels --require-hashes --only-binary :all: -r requirements.txt",
-              ""]
-    for p in sorted(pkgs, key=lambda p: p.name):
-        lines.append(f"{p.name}=={p.version} \\\n    --hash=sha256:{p.sha256}")
-    return "\n".join(lines) + "\n"
-
-
-def _target_marker(t: Target) -> str:
-    m = t.markers
-    parts = [f"python_version == '{t.python_version}'", f"sys_platform == '{m.get('sys_platform', '')}'",
-             f"platform_machine == '{m.get('platform_machine', '')}'",
-             f"implementation_name == '{t.implementation}'"]
-    return " and ".join(parts)
-
-
-def _pylock(targets: list[Target], pkgs: list[Package]) -> str:
-    groups: dict[tuple[str, str], list[Package]] = {}
-    for p in pkgs:
-        groups.setdefault((p.name, p.version), []).append(p)
-    entries = []
-    for (name, version), files in sorted(groups.items()):
-        tset = sorted({t for p in files for t in p.targets})
-        marker = None
-        if len(targets) > 1 and len(tset) < len(targets):
-            marker = Marker(" or ".join(f"({_target_marker(targets[i])})" for i in tset))
-        entries.append(LockPackage(
-            name=canonicalize_name(name), version=Version(version), marker=marker,
-            wheels=[PackageWheel(name=p.filename, path=p.path, size=p.size, hashes={"sha256": p.sha256})
-                    for p in sorted(files, key=lambda p: p.filename)],
-            tool={"offpkg": {"built-from-sdist": True}} if any(p.built_from_sdist for p in files) else None,
-        ))
-    versions = sorted({t.python_version for t in targets}, key=lambda v: tuple(map(int, v.split("."))))
-    lockobj = Pylock(
-        lock_version=Version("1.0"), created_by="offpkg",
-        requires_python=SpecifierSet(f"=={versions[0]}.*") if len(versions) == 1 else SpecifierSet(f">={versions[0]}"),
-        environments=[Marker(_target_marker(t)) for t in targets],
-        packages=entries,
-    )
-    data = lockobj.to_dict()
-    Pylock.from_dict(data)  # validate what we are about to write
-    return tomli_w.dumps(data)
-
-
-PIP_CONF = """\
-# pip configuration for the offline host: never reach an index, only this bundle's wheels.
-# `offpkg install` and install.sh copy it into the venv with the absolute path of wheels/.
-[global]
-no-index = true
-find-links = wheels
-only-binary = :all:
-disable-pip-version-check = true
-"""
 
 
 def write_layout(stage: Path, opts: BundleOptions, locks: list[list[Selection]],
@@ -381,14 +271,6 @@ def write_manifest(stage: Path, manifest: Manifest) -> None:
     lines = [(MANIFEST_NAME, digest)] + sorted((path, sha) for path, (sha, _) in manifest.all_entries().items())
     (stage / SUMS_NAME).write_text("".join(f"{sha}  {path}\n" for path, sha in sorted(lines, key=lambda x: x[0])),
                                    encoding="utf-8")
-
-
-def tool_selections(opts: BundleOptions, client: IndexClient) -> list[tuple[Target, DistFile | None, DistFile | None]]:
-    """(target, pip wheel, uv wheel) for each target: the files of tools/ (looked up while the resolver runs)."""
-    if not opts.tools:
-        return []
-    return [(t, _tool_selection("pip", t, client) or _ensurepip_wheel(t), _tool_selection("uv", t, client))
-            for t in opts.targets]
 
 
 class _EarlyFetch:
