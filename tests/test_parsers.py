@@ -130,18 +130,22 @@ def test_select_file_no_fit_names_the_wheels_seen() -> None:
 
 # ------------------------------------------------------------------ the venv's pip.conf
 
-TEMPLATE = "[global]\nno-index = true\nfind-links = wheels\n[install]\nrequire-hashes = true\n"
-
-
 def test_venv_pip_conf_points_at_a_kept_bundle(tmp_path) -> None:
-    conf = venv_pip_conf(TEMPLATE, tmp_path / "b" / "wheels")
+    conf = venv_pip_conf(tmp_path / "b" / "wheels")
     assert f"find-links = {(tmp_path / 'b' / 'wheels').resolve()}\n" in conf
-    assert "no-index = true" in conf and "require-hashes = true" in conf
+    assert "no-index = true" in conf and "\n[global]\n" in "\n" + conf
 
 
 def test_venv_pip_conf_without_wheels_keeps_no_index_only() -> None:
-    conf = venv_pip_conf(TEMPLATE, None)
-    assert "find-links" not in conf and "no-index = true" in conf and conf.startswith("[global]\n")
+    conf = venv_pip_conf(None)
+    assert "find-links" not in conf and "no-index = true" in conf
+    assert "index-url" not in conf and "trusted-host" not in conf
+
+
+def test_venv_pip_conf_never_takes_a_path_that_adds_lines(tmp_path) -> None:
+    evil = tmp_path / "w\nindex-url = http://127.0.0.1:9/"
+    conf = venv_pip_conf(evil)
+    assert "index-url" not in conf and "find-links" not in conf
 
 
 # ------------------------------------------------------------------ tracebacks and child JSON
