@@ -236,3 +236,12 @@ def test_no_package_name_shadows_its_submodule() -> None:
             if not inspect.ismodule(getattr(pkg, name)):
                 shadowed.append(f"{mod}.{name}")
     assert shadowed == []
+
+
+def test_tomllib_only_through_the_compat_shim() -> None:
+    """tomllib is 3.11+: every module takes it from offpkg._compat (tomli on 3.9/3.10)."""
+    root = Path(__file__).resolve().parent.parent / "offpkg"
+    bad = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "_compat.py"
+           and any(line.strip() in ("import tomllib",) or line.strip().startswith("from tomllib")
+                   for line in p.read_text(encoding="utf-8").splitlines())]
+    assert bad == [], bad

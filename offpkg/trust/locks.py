@@ -18,13 +18,13 @@ exactly its sha256; no ``url``, ``vcs``, ``directory``, ``archive`` or ``sdist``
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from .._compat import tomllib
 from ..manifest import Manifest, Package
 
 # A requirement line: exactly `name==version`, nothing else (no extras, markers, URLs, `===`).
