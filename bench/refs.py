@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +100,3 @@ def cp_a(b: Bench, venv: Path, what: str) -> Run:
     r = b.run(["cp", "-a", str(venv), str(copy)], b.env("cp-a"), what=what)
     b.drop(copy)
     return r
-
-
-def reachable(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=20):
-            return True
-    except Exception:  # noqa: BLE001 - any failure: not reachable
-        return False
